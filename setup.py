@@ -18,12 +18,12 @@ dev_requirements = cfg.get('dev_requirements', '').split()
 
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], description=cfg['description'],
-    license=lic[0], author=cfg['author'], author_email=cfg['author_email'],
+    license=lic[0], keywords=cfg['keywords'].split(), author=cfg['author'], author_email=cfg['author_email'],
     classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'License :: ' + lic[1], 'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
-    url=cfg['git_url'], packages=setuptools.find_packages(include=['hde_kit', 'hde_kit.*']),
+    url=cfg['git_url'], project_urls={'Source': cfg['git_url']}, packages=setuptools.find_packages(include=['hde_kit', 'hde_kit.*']),
     include_package_data=True, install_requires=requirements, extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python, long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown', zip_safe=False,
