@@ -5,7 +5,8 @@ from collections import Counter
 import pytest
 
 def hde(*args, cwd=None):
-    return subprocess.run([sys.executable, '-m', 'hde_kit.cli', *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    code = 'import sys; from hde_kit.cli import main; sys.exit(main(sys.argv[1:]))'  # what the `hde` entry point runs
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 def test_help_lists_subcommands():
     out = hde('--help')
