@@ -9,8 +9,11 @@ peak memory of TransformerConv. Rows for a typed layer (edge-type key/value embe
 the types as one-hot edge features) follow the plain ones.
 
 Part 2: the dispatcher against the fastest kernel over N in {128, 512, 2048} x density in {0.2%, 1%, 10%, 50%}
-(target: within 1.15x everywhere), and a least-squares fit of the dispatcher's cost model
-(sparse_csr: a + b*E*H*D ms, dense: c + e*N*M*H*D ms) to paste into hde_kit.gnn.DISPATCH.
+(target: within 1.15x everywhere).
+
+Calibration: `--calibrate` times every kernel over a finer grid (plain and typed layers) and writes JSON lines;
+`--fit FILE...` fits the dispatcher's cost model (per kernel: a + b*X*H/1e6 + c*X*d/1e6 ms, X = E, or N*M for
+dense) by non-negative least squares and prints it in the form of hde_kit.gnn.DISPATCH, with its regret.
 
 Peak memory. On CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus what was allocated
 before. On the CPU torch has no allocator statistics, and tracemalloc does not see torch's allocations
@@ -23,11 +26,15 @@ otherwise freed memory stays in the heap, the resident set stops tracking live t
 step hides inside memory an earlier step freed. Where clear_refs is not writable the child falls back to the
 ru_maxrss delta of a cold step (includes one-time allocations; said in the output).
 
-Timings depend on the machine and on what else runs on it: compare the ratios of one run. On a shared
-2-core machine one thread (the default here) gives far steadier figures than two: with two, every OpenMP
-barrier waits for a thread the OS has descheduled.
+Time. Timings depend on the machine and on what else runs on it: compare the ratios of one run, where the
+kernels run interleaved round-robin. By default each measurement uses one thread and the process's CPU time
+(time.process_time): on a shared, oversubscribed machine wall time also counts the slices the OS gives to other
+processes (it doubled a 15 ms step at random here), while CPU time counts the work the kernel does. With two
+threads every OpenMP barrier also waits for a thread the OS has descheduled. `--clock wall --threads T` measures
+wall time instead (always on CUDA, synchronised).
 
-    python benchmarks/bench_attention.py [--quick] [--threads 1] [--device cpu|cuda] [--repeats 7]
+    python benchmarks/bench_attention.py [--quick] [--threads 1] [--clock auto|cpu|wall] [--device cpu|cuda]
+    python benchmarks/bench_attention.py --calibrate [--dim 256] [--out FILE];  ... --fit FILE [FILE ...]
 """
 from __future__ import annotations
 import argparse, gc, json, os, statistics, subprocess, sys, time
