@@ -24,7 +24,12 @@ reads the high-water mark (VmHWM) again: peak = VmHWM - VmRSS before. The child 
 MALLOC_MMAP_THRESHOLD_=65536 so that glibc serves every tensor above 64 KiB from mmap and unmaps it on free;
 otherwise freed memory stays in the heap, the resident set stops tracking live tensors, and the peak of a later
 step hides inside memory an earlier step freed. Where clear_refs is not writable the child falls back to the
-ru_maxrss delta of a cold step (includes one-time allocations; said in the output).
+ru_maxrss growth of the step (a lower bound; said in the output).
+
+The measuring machinery (random graphs, interleaved timing, clocks, the resident-set and CUDA peak methods, the
+glibc settings of the memory child) lives in hde_kit.bench (nbs/12_bench.ipynb), which the full grid of issue 8
+(`benchmarks/bench_grid.py`, `hde bench attention`) uses too; this script keeps issue 4's headline table, the
+dispatcher grid and the calibration of the dispatcher's cost model.
 
 Time. Timings depend on the machine and on what else runs on it: compare the ratios of one run, where the
 kernels run interleaved round-robin. By default each measurement uses one thread and the process's CPU time
@@ -45,6 +50,7 @@ import torch.nn.functional as F
 from torch_geometric.nn import TransformerConv
 
 from hde_kit.gnn import GraphAttention, DISPATCH
+from hde_kit import bench
 
 KERNELS = ('sparse', 'sparse_csr', 'dense', 'auto')
 LABEL = {'tc': 'PyG TransformerConv', 'sparse': 'hde sparse (MessagePassing)', 'sparse_csr': 'hde sparse_csr (CSR ops)',
@@ -55,10 +61,7 @@ MAX_GATHER_ELEMENTS = 64 * 2**20     # skip the E x d gathering kernels (Message
 
 def random_graph(n: int, density: float, seed: int = 0, device='cpu') -> torch.Tensor:
     "A random simple directed graph with round(density * n^2) edges (distinct (source, target) pairs)."
-    g = torch.Generator().manual_seed(seed)
-    e = max(1, round(density * n * n))
-    idx = torch.randperm(n * n, generator=g)[:e]
-    return torch.stack([idx % n, idx // n]).to(device)
+    return bench.random_graph(n, density, seed).edge_index.to(device)
 
 def make_case(kind: str, n: int, density: float, dim: int, heads: int, types: int, device: str, seed: int = 0):
     """A forward+backward step of one layer as a closure, and the layer. kind: 'tc' or a GraphAttention kernel;
@@ -85,57 +88,35 @@ def feasible(kind: str, n: int, density: float, dim: int) -> bool:
 
 # ----------------------------------------------------------------------------------------------- timing
 
-def sync(device):
-    if device.startswith('cuda'): torch.cuda.synchronize()
-
-CLOCK = {'wall': time.perf_counter, 'cpu': time.process_time}
+sync = bench.sync
 _clock = ['wall']
 
 def time_interleaved(steps: dict[str, Callable], device: str, warmup: int, repeats: int) -> dict[str, list[float]]:
     """ms per call for each step, the steps interleaved round-robin so that background load hits them alike.
     The clock is wall time, or with `--clock cpu` (the default for one CPU thread) the process's CPU time."""
-    clock = CLOCK[_clock[0]]
-    for _ in range(warmup):
-        for f in steps.values(): f(); sync(device)
-    times = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, f in steps.items():
-            sync(device); t = clock(); f(); sync(device)
-            times[k].append(1000 * (clock() - t))
-    return times
+    if repeats < 1:   # warm-up only
+        for _ in range(warmup):
+            for f in steps.values(): f(); sync(device)
+        return {k: [] for k in steps}
+    return bench.time_steps(steps, device, warmup, repeats, _clock[0])
 
 # ----------------------------------------------------------------------------------------------- memory
-
-def _status_kb(field: str) -> int:
-    for line in open('/proc/self/status'):
-        if line.startswith(field + ':'): return int(line.split()[1])
-    raise KeyError(field)
 
 def _memory_child(spec: dict) -> dict:
     "Runs in a fresh process: peak resident-set growth (MiB) of one forward+backward step."
     torch.set_num_threads(spec['threads'])
     step, _ = make_case(spec['kind'], spec['n'], spec['density'], spec['dim'], spec['heads'], spec['types'], 'cpu')
-    try:
-        step(); gc.collect()                                  # warm-up: one-time allocations are not the kernel's
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        before = _status_kb('VmRSS'); step(); peak = _status_kb('VmHWM')
-        return dict(peak_mb=(peak - before) / 1024, method='VmHWM after clear_refs')
-    except OSError:                                           # no clear_refs: cold step, ru_maxrss delta
-        import resource
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()
-        return dict(peak_mb=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
-                    method='ru_maxrss delta, cold step')
+    step(); gc.collect()                                      # warm-up: one-time allocations are not the kernel's
+    peak, method = bench.rss_step_peak_mb(step)
+    return dict(peak_mb=peak, method=method)
 
 def peak_memory_mb(kind, n, density, dim, heads, types, device, threads) -> tuple[float, str]:
     if device.startswith('cuda'):
         step, _ = make_case(kind, n, density, dim, heads, types, device)
         step(); torch.cuda.synchronize(); gc.collect()
-        torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-        step(); torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20, 'cuda max_memory_allocated'
+        return bench.cuda_step_peak_mb(step, device)
     spec = dict(kind=kind, n=n, density=density, dim=dim, heads=heads, types=types, threads=threads)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
+    env = dict(os.environ, **bench.MALLOC_ENV)
     out = subprocess.run([sys.executable, __file__, '--_memory-child', json.dumps(spec)], env=env,
                          capture_output=True, text=True, check=True).stdout
     res = json.loads(out.strip().splitlines()[-1])
