@@ -158,3 +158,22 @@ def test_wikihop_samples_end_to_end(tmp_path, env, shared_data):
     assert all(preds[i] in records[i]['candidates'] for i in ids)
     res = json.loads((run / 'eval' / 'wikihop_train_first22_ml4g' / 'eval.json').read_text())
     assert res['total'] == 22 and res['built'] + len(res['failed']) == 22
+
+
+def test_viz_cli_draws_a_trained_run(tmp_path, env):
+    "`hde viz attention` and `hde viz flow` on a run that `hde train` left."
+    run = tmp_path / 'run'
+    assert hde('train', *TINY, 'train.epochs=1', '--run-dir', run, '--quiet', env=env).returncode == 0
+    data = tmp_path / 'd.json'
+    from hde_kit.synthetic import generate
+    from hde_kit.data import write_examples
+    exs = generate(4, hops=1, num_candidates=3, seed=7)
+    write_examples(exs, data)
+    for out in ('att.html', 'att.png'):
+        res = hde('viz', 'attention', run, '--example', exs[0].id, '--data', data, '--out', tmp_path / out, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert (tmp_path / out).stat().st_size > 1000
+    assert exs[0].candidates[0] in (tmp_path / 'att.html').read_text(encoding='utf-8')
+    res = hde('viz', 'flow', run, '--data', data, '--out', tmp_path / 'flow', env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / 'flow' / 'flow_stats.json').exists() and list((tmp_path / 'flow').glob('*.png'))
