@@ -12,3 +12,6 @@ def shared_data() -> Path:
     path = ROOT.parent / 'shared' / 'data'
     if not path.exists(): pytest.skip(f"{path} not present: the real QAngaroo samples live beside the repo, not in it")
     return path
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: long-running test (still runs in CI unless deselected with -m "not slow")')
