@@ -40,7 +40,7 @@ def wikihop_shaped(i: int, seed: int = 0, num_supports: int = 14, num_candidates
     subject_docs = set(rng.sample(range(num_supports), 2))
     supports = []
     for s in range(num_supports):
-        words = [rng.choice(WORDS) for _ in range(62)]
+        words = rng.choices(WORDS, k=62)      # one call: the input's generation must not rival what is measured
         for j in range(12, len(words), 13): words[j] += '.'
         inserts = [rng.choice(cands) for _ in range(rng.randint(3, 7))] + ([subject] if s in subject_docs else [])
         for name in inserts: words.insert(rng.randrange(len(words)), name)
