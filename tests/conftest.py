@@ -15,3 +15,4 @@ def shared_data() -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: long-running test (still runs in CI unless deselected with -m "not slow")')
+    config.addinivalue_line('markers', 'gpu: needs a CUDA device (skipped without one; scripts/gpu_check.sh runs them)')
