@@ -18,12 +18,16 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name (limit ${limit}s): $*"
          timeout "$limit" "$@" 2>&1 | tee "$R/$name.log"; echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"; pack; }
 { nvidia-smi; python3 -c "import torch, torch_geometric, transformers; print('torch', torch.__version__, 'PyG', torch_geometric.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else None)"; } > "$R/machine.log" 2>&1
 cat "$R/machine.log"
-step tests 45 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
-step bench_attention 150 /tmp/hde bench attention --device "$DEV" --out "$R/attention" --repeats 5 --budget 0.2 --max-repeats 10 \
+STEPS=${STEPS:-"tests bench_attention bench_flex train bench_pipeline"}   # a subset, in any order, to re-run part of it
+run() { case " $STEPS " in *" $1 "*) step "$@";; esac; }
+for s in $STEPS; do case $s in
+  tests) run tests 45 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+  ;; bench_attention) run bench_attention 150 /tmp/hde bench attention --device "$DEV" --out "$R/attention" --repeats 5 --budget 0.2 --max-repeats 10 \
      --kernels hde_sparse hde_sparse_csr hde_dense hde_auto pyg_transformer pyg_gat sdpa
-step bench_flex 40 /tmp/hde bench attention --device "$DEV" --out "$R/attention_flex" --repeats 5 --budget 0.2 \
+  ;; bench_flex) run bench_flex 60 /tmp/hde bench attention --device "$DEV" --out "$R/attention_flex" --repeats 5 --budget 0.2 \
      --nodes 1024 4096 --densities 0.01 0.1 --hde-graphs --kernels hde_sparse_csr hde_dense sdpa flex
-step train 100 /tmp/hde train train.device="$DEV" train.run_dir=/tmp/run_gpu
-cp /tmp/run_gpu/metrics.jsonl /tmp/run_gpu/config.yaml "$R/" 2>/dev/null; pack
-step bench_pipeline 40 /tmp/hde bench pipeline --device "$DEV" --out "$R/pipeline"
+  ;; train) run train 100 /tmp/hde train train.device="$DEV" train.run_dir=/tmp/run_gpu --quiet
+     cp /tmp/run_gpu/metrics.jsonl /tmp/run_gpu/config.yaml "$R/" 2>/dev/null; pack
+  ;; bench_pipeline) run bench_pipeline 40 /tmp/hde bench pipeline --device "$DEV" --out "$R/pipeline"
+  ;; esac; done
 ls -R "$R" | head -50
