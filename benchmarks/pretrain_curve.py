@@ -9,11 +9,11 @@ a figure (dev accuracy against labelled examples, with and without pretraining, 
     python benchmarks/pretrain_curve.py                       # the committed run (3 seeds, 50/100/400 labels)
     python benchmarks/pretrain_curve.py --seeds 0 --labels 100 --sets 1000   # a quick look
 """
-import argparse, json, math, statistics, tempfile, time
+import argparse, json, math, tempfile, time
 from pathlib import Path
 
 from hde_kit.config import load_config
-from hde_kit.pretrain import pretrain
+from hde_kit.pretrain import pretrain, label_curve_summary, plot_label_curve
 from hde_kit.train import train
 
 RESULTS = Path(__file__).resolve().parent / 'results'
@@ -52,30 +52,6 @@ def run(args):
                 print(f"  seed {seed}, {n:>4} labels, {init:>10}: dev {row['dev_accuracy']:.1%} ({row['seconds']:.0f} s)", flush=True)
     return rows
 
-def summarise(rows) -> str:
-    lines = ["labels   scratch (mean, min-max)      pretrained (mean, min-max)    gain"]
-    for n in sorted({r['labels'] for r in rows}):
-        acc = {i: [r['dev_accuracy'] for r in rows if r['labels'] == n and r['init'] == i] for i in ('scratch', 'pretrained')}
-        if not all(acc.values()): continue
-        m = {i: statistics.mean(v) for i, v in acc.items()}
-        lines.append(f"{n:>6}   {m['scratch']:6.1%} ({min(acc['scratch']):.1%}-{max(acc['scratch']):.1%})"
-                     f"        {m['pretrained']:6.1%} ({min(acc['pretrained']):.1%}-{max(acc['pretrained']):.1%})"
-                     f"     {100 * (m['pretrained'] - m['scratch']):+5.1f} points   ({len(acc['scratch'])} seeds)")
-    return '\n'.join(lines)
-
-def plot(rows, path):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(5.5, 3.6)); ax = fig.add_subplot()
-    for init, colour in (('scratch', 'tab:gray'), ('pretrained', 'tab:blue')):
-        ns = sorted({r['labels'] for r in rows if r['init'] == init})
-        acc = [[r['dev_accuracy'] for r in rows if r['init'] == init and r['labels'] == n] for n in ns]
-        ax.plot(ns, [statistics.mean(a) for a in acc], 'o-', color=colour, label=f'{init}')
-        ax.fill_between(ns, [min(a) for a in acc], [max(a) for a in acc], color=colour, alpha=0.2)
-    ax.axhline(1 / 6, ls=':', color='k', lw=0.8, label='chance')
-    ax.set_xscale('log'); ax.set_xlabel('labelled 2-hop training examples'); ax.set_ylabel('dev accuracy')
-    ax.set_title('masked-entity pretraining, synthetic 2-hop', fontsize=10); ax.legend(fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=110)
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -89,8 +65,8 @@ def main():
     ap.add_argument('overrides', nargs='*', help='config overrides for every run (e.g. train.num_threads=1)')
     args = ap.parse_args()
     rows = run(args)
-    print('\n' + summarise(rows))
-    plot(rows, Path(args.out).with_suffix('.png'))
+    print('\n' + label_curve_summary(rows))
+    plot_label_curve(rows).savefig(Path(args.out).with_suffix('.png'), dpi=110)
     print(f"\nrows: {args.out}; figure: {Path(args.out).with_suffix('.png')}")
 
 if __name__ == '__main__': main()
