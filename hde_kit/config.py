@@ -14,9 +14,10 @@ from omegaconf import OmegaConf, DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['DataConfig', 'TextConfig', 'GraphConfig', 'EncoderConfig', 'EmbedderConfig', 'GNNConfig', 'TrainConfig',
-           'PretrainConfig', 'BenchConfig', 'HDEConfig', 'ConfigError', 'read_yaml', 'parse_overrides', 'load_config',
-           'to_dict', 'save_config', 'config_hash']
+__all__ = ['QANGAROO_URL', 'DataConfig', 'TextConfig', 'GraphConfig', 'EncoderConfig', 'EmbedderConfig', 'GNNConfig',
+           'TrainConfig', 'PretrainConfig', 'BenchConfig', 'HDEConfig', 'ConfigError', 'config_dir', 'packaged_configs',
+           'find_config', 'check_data_source', 'read_yaml', 'parse_overrides', 'load_config', 'to_dict', 'save_config',
+           'config_hash']
 
 # %% ../nbs/00_config.ipynb #16dc2c9a
 @dataclass
@@ -224,10 +225,41 @@ def _merge(base: DictConfig, user: dict, source: str) -> DictConfig:
         key = getattr(e, 'full_key', None) or '?'
         raise ConfigError(f"{source}: wrong value for '{key}': {getattr(e, 'msg', e)}") from None
 
+# %% ../nbs/00_config.ipynb #c6f3f4ef
+QANGAROO_URL = 'http://qangaroo.cs.ucl.ac.uk'
+
+def config_dir() -> Path:
+    "Where the packaged configs are: `hde_kit/configs` of an installed wheel, else `configs/` beside the package (a checkout)."
+    import hde_kit   # the package itself (this function also runs in its notebook, where there is no __file__)
+    here = Path(hde_kit.__file__).resolve().parent
+    return next((d for d in (here / 'configs', here.parent / 'configs') if d.is_dir()), here / 'configs')
+
+def packaged_configs() -> dict:
+    "`{name: path}` of the packaged configs."
+    return {p.stem: p for p in sorted(config_dir().glob('*.yaml'))}
+
+def find_config(name) -> Path:
+    """A config file: `name` itself when it exists, else the packaged config of that name (with or without `.yaml`;
+    `configs/NAME.yaml` too, so the examples written for a checkout work from any directory)."""
+    path = Path(name).expanduser()
+    if path.exists() or path.parent not in (Path('.'), Path('configs')): return path
+    found = packaged_configs().get(path.name[:-5] if path.name.endswith('.yaml') else path.name)
+    if found is not None: return found
+    raise ConfigError(f"config file not found: {name} (nor a packaged config of that name; packaged: "
+                      f"{', '.join(packaged_configs()) or 'none'})")
+
+def check_data_source(cfg) -> None:
+    "Refuse a config for a real dataset (`data.dataset: wikihop|medhop`) that names no training file."
+    d = cfg.data
+    if d.train is None and d.dataset in ('wikihop', 'medhop'):
+        raise ConfigError(f"data.dataset={d.dataset} but data.train is not set: download qangaroo_v1.1.zip from {QANGAROO_URL} "
+                          f"and add data.train=qangaroo_v1.1.zip data.dev=qangaroo_v1.1.zip (a path to the zip, its directory "
+                          f"or a .json file); for the synthetic data use data.dataset=synthetic")
+
 # %% ../nbs/00_config.ipynb #06f3cef3
 def read_yaml(path) -> dict:
     "Read one YAML config file as a dict, resolving its `base:` chain (relative paths, recursive, no cycles)."
-    return _read_yaml(Path(path).resolve(), ())
+    return _read_yaml(find_config(path).resolve(), ())
 
 def _read_yaml(path: Path, seen: tuple) -> dict:
     if path in seen: raise ConfigError(f"{path}: 'base:' cycle: {' -> '.join(map(str, seen + (path,)))}")
