@@ -925,8 +925,8 @@ MARKERS = {'hde_sparse': 'o', 'hde_sparse_csr': 's', 'hde_dense': 'D', 'hde_auto
 METRICS = {'time_ms': 'forward+backward time (ms)', 'peak_mb': 'peak memory (MiB)', 'flops': 'analytic FLOPs, forward+backward'}
 
 def _figure(w, h):
-    from matplotlib.figure import Figure
-    return Figure(figsize=(w, h), dpi=110, layout='constrained')
+    from hde_kit.figures import new_figure
+    return new_figure((w, h), dpi=110, layout='constrained')
 
 def _node_axis(ax, ns):
     ax.set_xscale('log', base=2); ax.set_xticks(ns)
