@@ -1,7 +1,7 @@
 """Notebooks executed in a real Jupyter kernel (nbclient, as JupyterLab runs them; `nbdev_test` never looks at
 outputs): every cell that draws must leave an `image/png` or `text/html` output, and every attention graph must
 carry all the nodes of its graph."""
-import html, json, re, sys
+import ast, html, json, re, sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +11,28 @@ sys.path.insert(0, str(ROOT / 'scripts'))
 from run_notebooks import execute, notebook_flags  # noqa: E402
 
 # A call that draws: the kit's plot_* functions, its HTML pages, a widget's static figure, or showing a page inline.
-DRAWS = re.compile(r'(?<!def )\b(plot_\w+|show_html|attention_html|structure_html|iframe_html|\w+\.figure)\s*\(')
 DRAWN = {'image/png', 'text/html'}
 VIS_NODES = re.compile(r'nodes\s*=\s*new vis\.DataSet\((\[.*?\])\);', re.S)
 GRAPH_NODES = re.compile(r'<body data-hde-graph-nodes="(\d+)"')
+
+DRAWING_NAME = re.compile(r'^(plot_\w+|show_html|attention_html|structure_html|iframe_html|figure)$')
+
+def _is_drawing(node, assigned: dict) -> bool:
+    "An expression whose value is a drawing: a call of a drawing function, a name bound to one, or a choice of them."
+    if isinstance(node, ast.Call):
+        f = node.func
+        return bool(DRAWING_NAME.match(f.id if isinstance(f, ast.Name) else getattr(f, 'attr', '')))
+    if isinstance(node, ast.IfExp): return _is_drawing(node.body, assigned) or _is_drawing(node.orelse, assigned)
+    if isinstance(node, ast.Name): return node.id in assigned and _is_drawing(assigned[node.id], {})
+    return False
+
+def draws(source: str) -> bool:
+    "Whether a cell's value (its last statement, an expression) is a drawing, which the kernel must show."
+    try: tree = ast.parse(source)
+    except SyntaxError: return False   # cell magics and the like
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr): return False
+    assigned = {t.id: st.value for st in tree.body if isinstance(st, ast.Assign) for t in st.targets if isinstance(t, ast.Name)}
+    return _is_drawing(tree.body[-1].value, assigned)
 
 def _mimes(cell) -> set:
     return {m for out in cell.get('outputs', []) for m in out.get('data', {})}
@@ -34,7 +52,7 @@ def drawing_problems(nb) -> tuple[list[str], int]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != 'code' or cell.execution_count is None: continue
         src = cell.source
-        if DRAWS.search(src) and not (_mimes(cell) & DRAWN):
+        if draws(src) and not (_mimes(cell) & DRAWN):
             problems.append(f"cell {i} draws but shows {sorted(_mimes(cell)) or 'nothing'}: {src.splitlines()[-1][:90]!r}")
         for page in _pages(cell):
             declared, drawn = GRAPH_NODES.search(page), VIS_NODES.search(page)
@@ -60,6 +78,9 @@ def test_drawing_check_catches_a_figure_printed_as_text():
     "The check itself: a drawing cell whose only output is the text repr of a figure is reported."
     import nbformat
     nb = nbformat.v4.new_notebook()
+    assert draws('fig = plot_graph_stats(stats)\nfig') and draws('plot_type_flow(flow);') and draws('show_html(page) if ok else None')
+    assert not draws('p = save_figure(plot_attention(view), path)') and not draws('def plot_x():\n    return fig')
+    assert not draws("test_fail(lambda: save_figure(plot_attention(view), 'a.jpg'), contains='format')")
     cell = nbformat.v4.new_code_cell('fig = plot_graph_stats(stats)\nfig', execution_count=1)
     cell.outputs = [nbformat.v4.new_output('execute_result', data={'text/plain': '<Figure size 1500x420 with 3 Axes>'}, execution_count=1)]
     page = '<body data-hde-graph-nodes="3"><script>nodes = new vis.DataSet([{"id": 0}, {"id": 1}]);</script>'
