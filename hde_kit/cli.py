@@ -99,8 +99,8 @@ def _run_config(args) -> tuple:
 
 def cmd_train(args) -> int:
     _passive_omp()
+    cfg, run_dir = _run_config(args)   # a bad config stops here, before torch is imported
     from hde_kit.train import train
-    cfg, run_dir = _run_config(args)
     res = train(cfg, run_dir=run_dir, resume=True if args.resume else None, progress=not args.quiet)
     return _report_run(res, args.quiet, 'train')
 
@@ -121,8 +121,8 @@ def _report_run(res, quiet: bool, command: str) -> int:
 
 def cmd_pretrain(args) -> int:
     _passive_omp()
-    from hde_kit.pretrain import pretrain
     cfg, run_dir = _run_config(args)
+    from hde_kit.pretrain import pretrain
     res = pretrain(cfg, run_dir=run_dir, progress=not args.quiet, resume=True if args.resume else None)
     code = _report_run(res, args.quiet, 'pretrain')
     if _rank() == 0: print(f"fine-tune from it with: hde train [CONFIG] init_from={res.run_dir}")
@@ -237,20 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_viz_bench(sub)
     return p
 
-def _user_errors() -> tuple:
-    "The exception types that mean bad input (printed as one line), not a bug."
-    from hde_kit.config import ConfigError
-    errs = [ConfigError, FileNotFoundError, IsADirectoryError]
-    try:
-        from hde_kit.data import DataError; errs.append(DataError)
-    except ImportError: pass
-    try:
-        from hde_kit.graph import GraphBuildError; errs.append(GraphBuildError)
-    except ImportError: pass
-    try:
-        from hde_kit.train import CheckpointError; errs.append(CheckpointError)
-    except ImportError: pass
-    return tuple(errs)
+_USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
+                'hde_kit.train.CheckpointError', 'builtins.FileNotFoundError', 'builtins.IsADirectoryError')
+
+def _is_user_error(e: BaseException) -> bool:
+    "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
+    return any(f"{c.__module__}.{c.__qualname__}" in _USER_ERRORS for c in type(e).__mro__)
 
 def _parse(argv=None):
     "Parse; `key=value` overrides may also follow options (`hde eval RUN --data F gnn.x=1`), which argparse alone refuses."
@@ -267,6 +259,10 @@ def main(argv=None) -> int:
     "Entry point of the `hde` command."
     args = _parse(argv)
     try: return args.func(args)
-    except _user_errors() as e:
+    except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
+        print("hde: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _is_user_error(e): raise
         print(f"hde: error: {e}", file=sys.stderr)
         return 1
