@@ -54,11 +54,13 @@ class TextConfig:
     sentence_model: Optional[str] = None  # None: the kit's rule-based splitter | "blank:en": spaCy's sentencizer | a spaCy pipeline
     coref: str = "none"               # none | annotations | rules | spacy
     coref_model: Optional[str] = None # spaCy pipeline for coref='spacy' (default: ner_model)
+    alias_matching: bool = False      # also find the subject and candidates as aliases: folded, plural, short form, middle names
+    skip_junk_candidates: bool = False  # function-word candidates ('of', 'an') get no mention nodes (their candidate node stays)
     num_proc: int = 1
 
 @dataclass
 class GraphConfig:
-    "HDE graph structure; every edge rule of DESIGN.md behind its switch."
+    "HDE graph structure; every edge rule of the design chapter's table behind its switch."
     use_codocument_edges: bool = True
     use_comention_edges: bool = True
     use_compliment_edges: bool = False
@@ -127,7 +129,7 @@ class TrainConfig:
     lr: float = 2e-3
     encoder_lr: Optional[float] = None
     weight_decay: float = 0.01
-    schedule: str = "thesis"          # thesis (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
+    schedule: str = "thesis"          # thesis: the original code's schedule (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
     lr_decay_fac: float = 0.9
     warmup_steps: int = 0
     grad_clip: float = 1.0
