@@ -57,7 +57,7 @@ class TextConfig:
 
 @dataclass
 class GraphConfig:
-    "HDE graph structure; every edge rule of DESIGN.md behind its switch."
+    "HDE graph structure; every edge rule of the design chapter's table behind its switch."
     use_codocument_edges: bool = True
     use_comention_edges: bool = True
     use_compliment_edges: bool = False
@@ -126,7 +126,7 @@ class TrainConfig:
     lr: float = 2e-3
     encoder_lr: Optional[float] = None
     weight_decay: float = 0.01
-    schedule: str = "thesis"          # thesis (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
+    schedule: str = "thesis"          # thesis: the original code's schedule (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
     lr_decay_fac: float = 0.9
     warmup_steps: int = 0
     grad_clip: float = 1.0

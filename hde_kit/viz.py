@@ -399,9 +399,9 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
     return path
 
 def _new_figure(figsize, **kw):
-    "A matplotlib `Figure` not registered with pyplot (no global state; shown inline by its repr in notebooks)."
-    from matplotlib.figure import Figure
-    return Figure(figsize=figsize, **kw)
+    "A figure without pyplot state that Jupyter shows inline (`hde_kit.figures`)."
+    from hde_kit.figures import new_figure
+    return new_figure(figsize, **kw)
 
 # %% ../nbs/11_viz.ipynb #b813df79
 def plot_attention(view: AttentionView, layer: int = -1, head: Union[int, str] = 'mean', top_k: Optional[int] = 2,
