@@ -53,6 +53,8 @@ class TextConfig:
     sentence_model: Optional[str] = None  # None: the kit's rule-based splitter | "blank:en": spaCy's sentencizer | a spaCy pipeline
     coref: str = "none"               # none | annotations | rules | spacy
     coref_model: Optional[str] = None # spaCy pipeline for coref='spacy' (default: ner_model)
+    alias_matching: bool = False      # also find the subject and candidates as aliases: folded, plural, short form, middle names
+    skip_junk_candidates: bool = False  # function-word candidates ('of', 'an') get no mention nodes (their candidate node stays)
     num_proc: int = 1
 
 @dataclass
