@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['cmd_data_stats', 'cmd_data_validate', 'cmd_data_synth', 'cmd_graphs_build', 'cmd_graphs_stats', 'cmd_train',
-           'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow', 'cmd_bench', 'build_parser', 'main']
+           'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow', 'cmd_bench', 'cmd_sweep', 'cmd_report',
+           'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #f9540aa7
 def _split_config_args(items) -> tuple:
@@ -187,6 +188,39 @@ def _add_viz_bench(sub):
     s.add_argument('which', choices=['attention', 'pipeline']); s.add_argument('rest', nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_bench)
 
+# %% ../nbs/14_cli.ipynb #a17c0de2
+def cmd_sweep(args) -> int:
+    _passive_omp()
+    from hde_kit.sweep import sweep, default_sweep_root
+    path, grid = _split_config_args(args.config)
+    root = Path(args.run_root) if args.run_root else default_sweep_root()
+    print(f"sweep directory: {root} (the same command, or hde sweep --run-root {root}, continues it)")
+    res = sweep(path, grid, seeds=args.seeds, root=root, jobs=args.jobs, cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"{len(res.finished)} runs finished now, {len(res.skipped)} before, {len(res.stopped)} stopped early, "
+          f"{len(res.failed)} failed; the table: hde report {root}")
+    return 1 if res.failed else 0
+
+def cmd_report(args) -> int:
+    from hde_kit.sweep import report
+    rep = report(args.runs, out_dir=args.out)
+    print(rep.markdown, end='')
+    if rep.unfinished: print(f"({len(rep.unfinished)} unfinished runs left out: {', '.join(p.name for p in rep.unfinished[:5])})")
+    for path in rep.files.values(): print(f"wrote {path}")
+    return 0
+
+def _add_sweep_report(sub):
+    s = sub.add_parser('sweep', help='a grid of configs x seeds as resumable runs (key=a,b,c ... --seeds N)')
+    s.add_argument('config', nargs='*', help='[CONFIG.yaml] [key=value | key=a,b,c ...]')
+    s.add_argument('--seeds', type=int, default=None, help='runs per grid point: train.seed, train.seed+1, ... (default 1)')
+    s.add_argument('--run-root', default=None, help='the sweep directory (default: runs/sweep-<timestamp>)')
+    s.add_argument('--jobs', type=int, default=1, help='runs at a time, each in its own process (one GPU each when several)')
+    s.add_argument('--cache-dir', default=None); s.add_argument('--quiet', action='store_true')
+    s.set_defaults(func=cmd_sweep)
+    s = sub.add_parser('report', help='one table across runs (mean +- std over seeds): CSV, Markdown, LaTeX, plots')
+    s.add_argument('runs', nargs='+', help='run directories or a sweep directory')
+    s.add_argument('--out', default=None, help='folder for report.csv/.md/.tex, seeds.png, parameters.png')
+    s.set_defaults(func=cmd_report)
+
 # %% ../nbs/14_cli.ipynb #28d24256
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hde', description='hde_kit: multi-hop QA over heterogeneous document-entity graphs.')
@@ -235,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true')
     s.set_defaults(func=cmd_eval)
     _add_viz_bench(sub)
+    _add_sweep_report(sub)
     return p
 
 _USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
