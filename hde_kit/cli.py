@@ -12,7 +12,8 @@ from . import __version__
 # %% auto #0
 __all__ = ['CACHE_KINDS', 'EPILOG', 'UsageError', 'cmd_data_stats', 'cmd_data_validate', 'cmd_data_synth', 'cmd_graphs_build',
            'cmd_graphs_stats', 'cmd_train', 'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow',
-           'cmd_bench', 'cache_info', 'clear_cache', 'cmd_cache', 'cmd_configs', 'build_parser', 'main']
+           'cmd_bench', 'cache_info', 'clear_cache', 'cmd_cache', 'cmd_configs', 'cmd_sweep', 'cmd_report',
+           'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #f9540aa7
 class UsageError(Exception):
@@ -76,9 +77,14 @@ def cmd_data_synth(args) -> int:
     return 0
 
 # %% ../nbs/14_cli.ipynb #f55ac1ca
-def _graph_inputs(args):
+def _read_graph_inputs(args):
+    "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient); --dataset/--split/--masked choose a QAngaroo member."
     cfg = _config(args.config)
-    return _read(args, args.data, cfg, strict=cfg.data.strict).examples, cfg
+    return _read(args, args.data, cfg, strict=cfg.data.strict), cfg
+
+def _graph_inputs(args):
+    res, cfg = _read_graph_inputs(args)
+    return res.examples, cfg
 
 def cmd_graphs_build(args) -> int:
     examples, cfg = _graph_inputs(args)   # config and data checked before the graph code (and torch) is imported
@@ -89,14 +95,24 @@ def cmd_graphs_build(args) -> int:
     return 0
 
 def cmd_graphs_stats(args) -> int:
-    examples, cfg = _graph_inputs(args)
+    "Graph statistics (reachability, hops, sizes by type); unreadable and unbuildable records with their reasons."
+    read, cfg = _read_graph_inputs(args)   # config and data checked before the graph code (and torch) is imported
+    if not read.examples:
+        for p in read.problems[:20]: print(p.line(), file=sys.stderr)
+        print(f"hde: error: {args.data}: no record could be read ({read.summary()})", file=sys.stderr)
+        return 1
     from hde_kit.graph import build_dataset_graphs, dataset_graph_stats, format_graph_stats
-    res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
+    from hde_kit.text import junk_candidate_report
+    res = build_dataset_graphs(read.examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     stats = dataset_graph_stats(res.graphs)
     stats['failed'] = len(res.failed)
+    stats['unbuildable'] = dict(res.failed)
+    stats['unreadable'] = {p.record: f"{p.field}: {p.message}" for p in read.problems}
+    if cfg.text.skip_junk_candidates: stats['junk_candidates'] = junk_candidate_report(read.examples)
     if args.json: _print_json(stats)
     else: print(format_graph_stats(stats))
-    return 0
+    if not res.graphs: print(f"hde: error: {args.data}: no graph could be built", file=sys.stderr)
+    return 0 if res.graphs else 1
 
 # %% ../nbs/14_cli.ipynb #2f78963f
 def _rank() -> int:
@@ -120,7 +136,7 @@ def _run_config(args) -> tuple:
 def cmd_train(args) -> int:
     _passive_omp()
     from hde_kit.config import check_data_source
-    cfg, run_dir = _run_config(args)   # config errors answer before torch is imported
+    cfg, run_dir = _run_config(args)   # a bad config stops here, before torch is imported
     check_data_source(cfg)
     from hde_kit.train import train
     res = train(cfg, run_dir=run_dir, resume=True if args.resume else None, progress=not args.quiet)
@@ -359,6 +375,39 @@ def cmd_configs(args) -> int:
         print(f"{name:28} {first}")
     return 0
 
+# %% ../nbs/14_cli.ipynb #a17c0de2
+def cmd_sweep(args) -> int:
+    _passive_omp()
+    from hde_kit.sweep import sweep, default_sweep_root
+    path, grid = _split_config_args(args.config)
+    root = Path(args.run_root) if args.run_root else default_sweep_root()
+    print(f"sweep directory: {root} (the same command, or hde sweep --run-root {root}, continues it)")
+    res = sweep(path, grid, seeds=args.seeds, root=root, jobs=args.jobs, cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"{len(res.finished)} runs finished now, {len(res.skipped)} before, {len(res.stopped)} stopped early, "
+          f"{len(res.failed)} failed; the table: hde report {root}")
+    return 1 if res.failed else 0
+
+def cmd_report(args) -> int:
+    from hde_kit.sweep import report
+    rep = report(args.runs, out_dir=args.out)
+    print(rep.markdown, end='')
+    if rep.unfinished: print(f"({len(rep.unfinished)} unfinished runs left out: {', '.join(p.name for p in rep.unfinished[:5])})")
+    for path in rep.files.values(): print(f"wrote {path}")
+    return 0
+
+def _add_sweep_report(sub):
+    s = sub.add_parser('sweep', help='a grid of configs x seeds as resumable runs (key=a,b,c ... --seeds N)')
+    s.add_argument('config', nargs='*', help='[CONFIG.yaml] [key=value | key=a,b,c ...]')
+    s.add_argument('--seeds', type=int, default=None, help='runs per grid point: train.seed, train.seed+1, ... (default 1)')
+    s.add_argument('--run-root', default=None, help='the sweep directory (default: runs/sweep-<timestamp>)')
+    s.add_argument('--jobs', type=int, default=1, help='runs at a time, each in its own process (one GPU each when several)')
+    s.add_argument('--cache-dir', default=None); s.add_argument('--quiet', action='store_true')
+    s.set_defaults(func=cmd_sweep)
+    s = sub.add_parser('report', help='one table across runs (mean +- std over seeds): CSV, Markdown, LaTeX, plots')
+    s.add_argument('runs', nargs='+', help='run directories or a sweep directory')
+    s.add_argument('--out', default=None, help='folder for report.csv/.md/.tex, seeds.png, parameters.png')
+    s.set_defaults(func=cmd_report)
+
 # %% ../nbs/14_cli.ipynb #28d24256
 EPILOG = """examples:
   hde train                                       the main job: synthetic 2-hop data, packaged MiniLM, CPU or GPU
@@ -423,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true'); _data_options(s)
     s.set_defaults(func=cmd_eval)
     _add_viz_bench(sub)
+    _add_sweep_report(sub)
     s = sub.add_parser('configs', help='list the packaged configs (use one by name: hde train minilm_wikihop)')
     s.set_defaults(func=cmd_configs)
     cache = sub.add_parser('cache', help='what the per-user cache holds; clear it').add_subparsers(dest='action', required=True)
@@ -433,14 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     for s in cache.choices.values(): s.add_argument('--cache-dir', default=None, help='default: $HDE_CACHE or ~/.cache/hde_kit'); s.set_defaults(func=cmd_cache)
     return p
 
-def _user_errors() -> tuple:
-    """The exception types that mean bad input (printed as one line), not a bug. Only from modules already imported:
-    an error raised by a module means it is loaded, and importing one here (torch with it) would cost seconds."""
-    from hde_kit.config import ConfigError
-    errs = [ConfigError, UsageError, FileNotFoundError, IsADirectoryError]
-    for module, name in (('hde_kit.data', 'DataError'), ('hde_kit.graph', 'GraphBuildError'), ('hde_kit.train', 'CheckpointError')):
-        if module in sys.modules and hasattr(sys.modules[module], name): errs.append(getattr(sys.modules[module], name))
-    return tuple(errs)
+_USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
+                'hde_kit.train.CheckpointError', 'hde_kit.cli.UsageError', 'builtins.FileNotFoundError',
+                'builtins.IsADirectoryError')
+
+def _is_user_error(e: BaseException) -> bool:
+    "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
+    return any(f"{c.__module__}.{c.__qualname__}" in _USER_ERRORS for c in type(e).__mro__)
+
+def _hint(e) -> str:
+    "What to add to a data error about a QAngaroo directory or zip that holds several files."
+    return (" (on the command line: --dataset, --split, --masked)"
+            if getattr(getattr(e, 'problem', None), 'reason', None) == 'ambiguous' else '')
 
 def _hint(e) -> str:
     "What to add to a data error about a QAngaroo directory or zip that holds several files."
@@ -462,9 +516,14 @@ def main(argv=None) -> int:
     "Entry point of the `hde` command."
     args = _parse(argv)
     try: return args.func(args)
+    except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
+        print("hde: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:   # `hde data stats F | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so that the exit's flush does not fail again
         return 141
-    except _user_errors() as e:
+    except Exception as e:
+        if not _is_user_error(e): raise
         print(f"hde: error: {e}{_hint(e)}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+

@@ -538,14 +538,22 @@ def format_graph_stats(stats: dict) -> str:
              f"candidates without a mention: mean {stats['candidates_without_mention']['mean']:.2f} "
              f"({stats['graphs_with_unmentioned_candidates']:.1%} of graphs have one)",
              f"supports dropped by the size limits: {stats['dropped_supports']} in {stats['graphs_with_dropped_supports']} graphs"]
+    if stats.get('junk_candidates'):
+        j = stats['junk_candidates']
+        lines.append(f"junk candidates without mention nodes: {j['candidates']} in {j['examples']} examples, "
+                     f"{j['mentions_left_out']} mentions left out")
+    for title, key in (('records that could not be read', 'unreadable'), ('graphs that could not be built', 'unbuildable')):
+        if stats.get(key):
+            lines.append(f"{title}: {len(stats[key])}")
+            lines += [f"  {k}: {v}" for k, v in stats[key].items()]
     return '\n'.join(lines)
 
 # %% ../nbs/04_graph.ipynb #561dce9b
 def plot_graph_stats(stats, path=None, title: Optional[str] = None):
     "Box plots of node and edge counts by type and the answer-hops histogram, from `dataset_graph_stats` (or graphs)."
-    from matplotlib.figure import Figure
+    from hde_kit.figures import new_figure
     if not isinstance(stats, dict): stats = dataset_graph_stats(stats)
-    fig = Figure(figsize=(15, 4.2), layout='constrained')
+    fig = new_figure((15, 4.2), layout='constrained')
     axes = fig.subplots(1, 3, width_ratios=[1.1, 2.6, 1])
     for ax, key, what in ((axes[0], 'nodes_by_type', 'nodes'), (axes[1], 'edges_by_type', 'edges')):
         boxes = [dict(label=k, med=v['median'], q1=v['q1'], q3=v['q3'], whislo=v['min'], whishi=v['max'], mean=v['mean'])
