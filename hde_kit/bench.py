@@ -719,7 +719,7 @@ def _check(name, target, value, passed, detail, where=''):
 def acceptance_checks(rows: Sequence[dict], min_nodes: int = 1024, max_density: float = 0.10, time_target: float = 0.6,
                       memory_target: float = 1.0, dispatch_target: float = 1.15, r2_target: float = 0.98,
                       noise_mb: float = 10.0) -> list[dict]:
-    "The issue's acceptance checks on the rows of one sweep (see above): a list of dicts with name, value, passed, detail."
+    "The acceptance checks on the rows of one sweep (see above): a list of dicts with name, value, passed, detail."
     points = by_point(rows)
     checks = []
     # 1. best sparse kernel vs TransformerConv
@@ -925,8 +925,8 @@ MARKERS = {'hde_sparse': 'o', 'hde_sparse_csr': 's', 'hde_dense': 'D', 'hde_auto
 METRICS = {'time_ms': 'forward+backward time (ms)', 'peak_mb': 'peak memory (MiB)', 'flops': 'analytic FLOPs, forward+backward'}
 
 def _figure(w, h):
-    from matplotlib.figure import Figure
-    return Figure(figsize=(w, h), dpi=110, layout='constrained')
+    from hde_kit.figures import new_figure
+    return new_figure((w, h), dpi=110, layout='constrained')
 
 def _node_axis(ax, ns):
     ax.set_xscale('log', base=2); ax.set_xticks(ns)

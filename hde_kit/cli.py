@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['cmd_data_stats', 'cmd_data_validate', 'cmd_data_synth', 'cmd_graphs_build', 'cmd_graphs_stats', 'cmd_train',
-           'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow', 'cmd_bench', 'build_parser', 'main']
+           'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow', 'cmd_bench', 'cmd_sweep', 'cmd_report',
+           'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #f9540aa7
 def _split_config_args(items) -> tuple:
@@ -99,8 +100,8 @@ def _run_config(args) -> tuple:
 
 def cmd_train(args) -> int:
     _passive_omp()
+    cfg, run_dir = _run_config(args)   # a bad config stops here, before torch is imported
     from hde_kit.train import train
-    cfg, run_dir = _run_config(args)
     res = train(cfg, run_dir=run_dir, resume=True if args.resume else None, progress=not args.quiet)
     return _report_run(res, args.quiet, 'train')
 
@@ -121,8 +122,8 @@ def _report_run(res, quiet: bool, command: str) -> int:
 
 def cmd_pretrain(args) -> int:
     _passive_omp()
-    from hde_kit.pretrain import pretrain
     cfg, run_dir = _run_config(args)
+    from hde_kit.pretrain import pretrain
     res = pretrain(cfg, run_dir=run_dir, progress=not args.quiet, resume=True if args.resume else None)
     code = _report_run(res, args.quiet, 'pretrain')
     if _rank() == 0: print(f"fine-tune from it with: hde train [CONFIG] init_from={res.run_dir}")
@@ -187,6 +188,39 @@ def _add_viz_bench(sub):
     s.add_argument('which', choices=['attention', 'pipeline']); s.add_argument('rest', nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_bench)
 
+# %% ../nbs/14_cli.ipynb #a17c0de2
+def cmd_sweep(args) -> int:
+    _passive_omp()
+    from hde_kit.sweep import sweep, default_sweep_root
+    path, grid = _split_config_args(args.config)
+    root = Path(args.run_root) if args.run_root else default_sweep_root()
+    print(f"sweep directory: {root} (the same command, or hde sweep --run-root {root}, continues it)")
+    res = sweep(path, grid, seeds=args.seeds, root=root, jobs=args.jobs, cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"{len(res.finished)} runs finished now, {len(res.skipped)} before, {len(res.stopped)} stopped early, "
+          f"{len(res.failed)} failed; the table: hde report {root}")
+    return 1 if res.failed else 0
+
+def cmd_report(args) -> int:
+    from hde_kit.sweep import report
+    rep = report(args.runs, out_dir=args.out)
+    print(rep.markdown, end='')
+    if rep.unfinished: print(f"({len(rep.unfinished)} unfinished runs left out: {', '.join(p.name for p in rep.unfinished[:5])})")
+    for path in rep.files.values(): print(f"wrote {path}")
+    return 0
+
+def _add_sweep_report(sub):
+    s = sub.add_parser('sweep', help='a grid of configs x seeds as resumable runs (key=a,b,c ... --seeds N)')
+    s.add_argument('config', nargs='*', help='[CONFIG.yaml] [key=value | key=a,b,c ...]')
+    s.add_argument('--seeds', type=int, default=None, help='runs per grid point: train.seed, train.seed+1, ... (default 1)')
+    s.add_argument('--run-root', default=None, help='the sweep directory (default: runs/sweep-<timestamp>)')
+    s.add_argument('--jobs', type=int, default=1, help='runs at a time, each in its own process (one GPU each when several)')
+    s.add_argument('--cache-dir', default=None); s.add_argument('--quiet', action='store_true')
+    s.set_defaults(func=cmd_sweep)
+    s = sub.add_parser('report', help='one table across runs (mean +- std over seeds): CSV, Markdown, LaTeX, plots')
+    s.add_argument('runs', nargs='+', help='run directories or a sweep directory')
+    s.add_argument('--out', default=None, help='folder for report.csv/.md/.tex, seeds.png, parameters.png')
+    s.set_defaults(func=cmd_report)
+
 # %% ../nbs/14_cli.ipynb #28d24256
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hde', description='hde_kit: multi-hop QA over heterogeneous document-entity graphs.')
@@ -235,22 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true')
     s.set_defaults(func=cmd_eval)
     _add_viz_bench(sub)
+    _add_sweep_report(sub)
     return p
 
-def _user_errors() -> tuple:
-    "The exception types that mean bad input (printed as one line), not a bug."
-    from hde_kit.config import ConfigError
-    errs = [ConfigError, FileNotFoundError, IsADirectoryError]
-    try:
-        from hde_kit.data import DataError; errs.append(DataError)
-    except ImportError: pass
-    try:
-        from hde_kit.graph import GraphBuildError; errs.append(GraphBuildError)
-    except ImportError: pass
-    try:
-        from hde_kit.train import CheckpointError; errs.append(CheckpointError)
-    except ImportError: pass
-    return tuple(errs)
+_USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
+                'hde_kit.train.CheckpointError', 'builtins.FileNotFoundError', 'builtins.IsADirectoryError')
+
+def _is_user_error(e: BaseException) -> bool:
+    "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
+    return any(f"{c.__module__}.{c.__qualname__}" in _USER_ERRORS for c in type(e).__mro__)
 
 def _parse(argv=None):
     "Parse; `key=value` overrides may also follow options (`hde eval RUN --data F gnn.x=1`), which argparse alone refuses."
@@ -267,6 +294,10 @@ def main(argv=None) -> int:
     "Entry point of the `hde` command."
     args = _parse(argv)
     try: return args.func(args)
-    except _user_errors() as e:
+    except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
+        print("hde: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _is_user_error(e): raise
         print(f"hde: error: {e}", file=sys.stderr)
         return 1

@@ -543,9 +543,9 @@ def format_graph_stats(stats: dict) -> str:
 # %% ../nbs/04_graph.ipynb #561dce9b
 def plot_graph_stats(stats, path=None, title: Optional[str] = None):
     "Box plots of node and edge counts by type and the answer-hops histogram, from `dataset_graph_stats` (or graphs)."
-    from matplotlib.figure import Figure
+    from hde_kit.figures import new_figure
     if not isinstance(stats, dict): stats = dataset_graph_stats(stats)
-    fig = Figure(figsize=(15, 4.2), layout='constrained')
+    fig = new_figure((15, 4.2), layout='constrained')
     axes = fig.subplots(1, 3, width_ratios=[1.1, 2.6, 1])
     for ax, key, what in ((axes[0], 'nodes_by_type', 'nodes'), (axes[1], 'edges_by_type', 'edges')):
         boxes = [dict(label=k, med=v['median'], q1=v['q1'], q3=v['q3'], whislo=v['min'], whishi=v['max'], mean=v['mean'])

@@ -219,8 +219,8 @@ def label_curve_summary(rows: Sequence[dict]) -> str:
 
 def plot_label_curve(rows: Sequence[dict], chance: Optional[float] = 1 / 6):
     "Dev accuracy against labelled examples, with and without pretraining (mean line, min-max band over seeds)."
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(5.5, 3.6)); ax = fig.add_subplot()
+    from hde_kit.figures import new_figure
+    fig = new_figure((5.5, 3.6)); ax = fig.add_subplot()
     for init, colour in (('scratch', 'tab:gray'), ('pretrained', 'tab:blue')):
         acc = _accuracies(rows, init)
         if not acc: continue

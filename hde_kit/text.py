@@ -20,14 +20,15 @@ from .data import Example
 
 # %% auto #0
 __all__ = ['TOKENIZER_CALLS', 'TEXT_DEFAULTS', 'COREF_PROVIDERS', 'PERSON_PRONOUNS', 'THING_PRONOUNS', 'PLURAL_PRONOUNS',
-           'TOKCACHE_VERSION', 'SHARD_SIZE', 'Mention', 'TokenisedExample', 'word_spans', 'normalise', 'tokenizer_path',
-           'get_tokenizer', 'num_special_tokens', 'tokenizer_fingerprint', 'text_options', 'window_length',
-           'make_windows', 'span_to_window', 'rule_sentence_spans', 'SpacyModelMissing', 'resolve_spacy_model',
-           'load_spacy', 'sentence_spans', 'entity_spans', 'CorefContext', 'register_coref_provider',
-           'coref_annotations', 'CorefUnavailable', 'coref_spacy', 'coref_rules', 'query_text', 'char_to_token_span',
-           'exact_char_spans', 'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir',
-           'example_hash', 'cache_options', 'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised',
-           'tokenise_examples', 'non_overlapping_spans', 'replace_spans', 'anonymise_example']
+           'FUNCTION_WORDS', 'TOKCACHE_VERSION', 'SHARD_SIZE', 'Mention', 'TokenisedExample', 'word_spans', 'normalise',
+           'tokenizer_path', 'get_tokenizer', 'num_special_tokens', 'tokenizer_fingerprint', 'text_options',
+           'window_length', 'make_windows', 'span_to_window', 'rule_sentence_spans', 'SpacyModelMissing',
+           'resolve_spacy_model', 'load_spacy', 'sentence_spans', 'entity_spans', 'CorefContext',
+           'register_coref_provider', 'coref_annotations', 'CorefUnavailable', 'coref_spacy', 'coref_rules',
+           'is_junk_candidate', 'fold', 'alias_mentions', 'query_text', 'char_to_token_span', 'exact_char_spans',
+           'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir', 'example_hash', 'cache_options',
+           'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised', 'tokenise_examples', 'non_overlapping_spans',
+           'replace_spans', 'anonymise_example']
 
 # %% ../nbs/03_text.ipynb #3cfded63
 @dataclass
@@ -192,7 +193,8 @@ def _dir_fingerprint(path: str) -> str:
 # %% ../nbs/03_text.ipynb #b30edc4c
 TEXT_DEFAULTS = dict(tokenizer='minilm', max_length=256, stride=64, use_special_entities=True, use_given_entities=True,
                      use_detected_entities=False, ner_model='en_core_web_sm', sentence_model=None,
-                     coref='none', num_proc=1, coref_model=None)
+                     coref='none', num_proc=1, coref_model=None, alias_matching=False,
+                     skip_junk_candidates=False)
 
 def text_options(cfg_text=None, **overrides) -> dict:
     "The text options as a plain dict: defaults <- `cfg_text` (a config section, dataclass or dict) <- keyword overrides."
@@ -446,8 +448,121 @@ register_coref_provider('annotations', coref_annotations)
 register_coref_provider('spacy', coref_spacy)
 register_coref_provider('rules', coref_rules)
 
+# %% ../nbs/03_text.ipynb #87b8b742
+# English function words (articles, prepositions, conjunctions, pronouns, auxiliaries): a candidate that is one of
+# them names nothing in the supports. Deliberately not spaCy's whole stop list, which also holds numbers and
+# content words ('four', 'may', 'name', 'part') that can be real WikiHop answers.
+FUNCTION_WORDS = frozenset('''a an the of in on at to for from by with without about into onto upon over under
+    and or nor but if then than so as is are was were be been being am do does did has have had will would shall
+    should can could may might must this that these those it its he him his she her they them their we us our you
+    your i me my who whom whose which what there here not no yes all any some most many much more less few
+    very also just only'''.split())
+
+def is_junk_candidate(key: str) -> bool:
+    "Whether a normalised candidate names nothing a support could mention: a function word or a single letter."
+    return key in FUNCTION_WORDS or (len(key) == 1 and key.isalpha())
+
+_FOLD = str.maketrans({'ø': 'o', 'ł': 'l', 'đ': 'd', 'ð': 'd', 'þ': 'th', 'æ': 'ae', 'œ': 'oe', 'ı': 'i'})
+
+@lru_cache(maxsize=1 << 16)
+def fold(word: str) -> str:
+    "A normalised word without diacritics (`zürich` -> `zurich`, `łódź` -> `lodz`): Unicode folding for alias matching."
+    if word.isascii(): return word
+    return ''.join(ch for ch in unicodedata.normalize('NFKD', word.translate(_FOLD)) if not unicodedata.combining(ch))
+
+# short forms of clubs and organisations: these leading or trailing words are dropped (`manchester united f c`)
+_ORG_PREFIXES = [('f', 'c'), ('fc',), ('a', 'c'), ('ac',), ('s', 'c'), ('sc',), ('c', 'f'), ('cf',), ('afc',)]
+_ORG_SUFFIXES = [('a', 'f', 'c'), ('f', 'c'), ('fc',), ('afc',), ('c', 'f'), ('cf',), ('s', 'c'), ('sc',),
+                 ('football', 'club'), ('club',), ('inc',), ('ltd',), ('plc',), ('corp',), ('llc',), ('company',)]
+_SIBILANT = ('s', 'x', 'z', 'ch', 'sh')
+
+def _plurals(words: tuple) -> list[tuple]:
+    "Simple English plurals of the last word (`crocodile` -> `crocodiles`, `family` -> `families`, `box` -> `boxes`)."
+    w = words[-1]
+    if len(w) < 3 or not w.isalpha(): return []
+    if w.endswith(_SIBILANT): forms = [w + 'es']
+    elif w.endswith('y') and w[-2] not in 'aeiou': forms = [w[:-1] + 'ies']
+    else: forms = [w + 's']
+    return [words[:-1] + (f,) for f in forms]
+
+def _short_forms(words: tuple) -> list[tuple]:
+    "The key without a club or organisation prefix/suffix (`fc barcelona` -> `barcelona`, `acme inc` -> `acme`)."
+    out = []
+    for affixes, cut in ((_ORG_SUFFIXES, lambda a: words[:-len(a)] if words[-len(a):] == a else None),
+                         (_ORG_PREFIXES, lambda a: words[len(a):] if words[:len(a)] == a else None)):
+        for a in affixes:
+            short = cut(a) if len(words) > len(a) else None
+            if short: out.append(short); break
+    return out
+
+def _name_like_key(words: tuple) -> bool:
+    "Two to four alphabetic words: the shape of a person's name, which can gain or lose middle names and initials."
+    return (2 <= len(words) <= 4 and all(w.isalpha() for w in words) and len(words[0]) >= 2 and len(words[-1]) >= 2
+            and words[0] not in FUNCTION_WORDS)
+
+def _middle_name_spans(words, starts, ends, text, key_words, max_extra: int = 2) -> Iterator[tuple[int, int, int]]:
+    """Word ranges `(i, j, _)` of `text` that name `key_words` with middle names added, dropped or written as initials:
+    same first and last word, and each middle word of the text either matches a middle word of the key (also as
+    its initial, `l` ~ `lee`) or is an extra capitalised name (at most `max_extra`)."""
+    first, last, middle = key_words[0], key_words[-1], key_words[1:-1]
+    for i, w in enumerate(words):
+        if w != first or not text[starts[i]:starts[i] + 1].isupper(): continue
+        for j in range(i + 1, min(len(words), i + len(middle) + max_extra + 2)):
+            if words[j] != last: continue
+            inner, k, extra = words[i + 1:j], 0, 0
+            if tuple(inner) == middle: break           # the exact mention: not an alias
+            for t, m in enumerate(inner):
+                hit = next((x for x in range(k, len(middle)) if middle[x] == m or
+                            (len(m) == 1 and middle[x][0] == m) or (len(middle[x]) == 1 and m[0] == middle[x])), None)
+                if hit is not None: k = hit + 1
+                elif m.isalpha() and text[starts[i + 1 + t]:starts[i + 1 + t] + 1].isupper(): extra += 1
+                else: extra = max_extra + 1; break
+            # a middle name may be dropped or added, not replaced ('The Chinese Maze Murders' is not `the chinese lake murders`)
+            matched = sum(1 for m in inner if any(x == m or (len(m) == 1 and x[0] == m) or (len(x) == 1 and m[0] == x) for x in middle))
+            if extra <= max_extra and not (extra and matched < len(middle)): yield i, j, 0
+            break
+
+def _case_fits(text: str, a: int, case: Optional[str]) -> bool:
+    "Short forms must be capitalised; a plural capitalised inside a sentence is part of a name ('Columbia Records')."
+    if case == 'upper': return text[a:a + 1].isupper()
+    if case == 'common' and text[a:a + 1].isupper():
+        before = text[:a].rstrip()
+        return not before or before[-1] in '.!?:;"\'(\n“'
+    return True
+
+def alias_mentions(words, starts, ends, offsets, supports, entities, taken) -> list[Mention]:
+    """Alias mentions of `entities` (`(key, kind, candidate)` of the subject and candidates) in the supports: Unicode
+    folding, simple plurals, club/organisation short forms (capitalised in the text) and middle names or initials
+    of name-like keys (capitalised). Each has kind `alias` and the entity's key and candidate; spans that overlap a
+    mention in `taken` (per support, `(char_start, char_end)` of the exact mentions) are left out."""
+    folded = [[fold(w) for w in ws] for ws in words]
+    known = {tuple(fold(w) for w in k.split()) for k, _, _ in entities}
+    phrases = []   # (words, key, candidate, case rule: 'upper' short forms, 'common' plurals, None)
+    for key, kind, cand in entities:
+        kw = tuple(fold(w) for w in key.split())
+        if not kw: continue
+        # the folded key itself finds the texts written with diacritics (exact mentions already taken are left out below)
+        forms = [(kw, None)] + [(f, 'common') for f in _plurals(kw)]
+        forms += [(f, 'upper') for f in _short_forms(kw) if not (len(f) == 1 and f[0] in FUNCTION_WORDS)]
+        phrases += [(list(f), key, cand, case) for f, case in forms if f == kw or f not in known]
+    spans = [(s, a, b, key, cand) for s, a, b, key, cand, case in (exact_char_spans(folded, starts, ends, phrases) if phrases else ())
+             if _case_fits(supports[s], a, case)]
+    for key, kind, cand in entities:
+        kw = tuple(fold(w) for w in key.split())
+        if not _name_like_key(kw): continue
+        for s in range(len(words)):
+            for i, j, _ in _middle_name_spans(folded[s], starts[s], ends[s], supports[s], kw):
+                spans.append((s, starts[s][i], ends[s][j], key, cand))
+    out, seen = [], set()
+    for s, a, b, key, cand in spans:
+        if (s, a, b) in seen or any(a < y and x < b for x, y in taken[s]): continue
+        ts, te = char_to_token_span(offsets[s], a, b)
+        if te > ts: seen.add((s, a, b)); out.append(Mention(s, ts, te, a, b, 'alias', key, cand))
+    return out
+
+
 # %% ../nbs/03_text.ipynb #2f323bcb
-_KINDS = ('candidate', 'subject', 'ner', 'coref', 'given')   # stored by index in the cache: append only
+_KINDS = ('candidate', 'subject', 'ner', 'coref', 'given', 'alias')   # stored by index in the cache: append only
 _KIND_RANK = {k: i for i, k in enumerate(_KINDS)}
 
 @contextmanager
@@ -544,10 +659,15 @@ def _build(ex, sup_enc, q_enc, cand_enc, sents, ents, opts, window) -> Tokenised
     for text in ex.supports:
         w, a, b = word_spans(text); words.append(w); starts.append(a); ends.append(b)
     mentions: list[Mention] = []
+    junk = opts['skip_junk_candidates']
     if opts['use_special_entities']:
-        phrases = [(k.split(), 'candidate', k, c) for c, k in enumerate(cand_keys) if k]
-        if subject_key and subject_key not in cand_index: phrases.append((subject_key.split(), 'subject', subject_key, -1))
-        mentions = _exact_mentions(words, starts, ends, offsets, phrases)
+        entities = [(k, 'candidate', c) for c, k in enumerate(cand_keys) if k and not (junk and is_junk_candidate(k))]
+        if subject_key and subject_key not in cand_index: entities.append((subject_key, 'subject', -1))
+        mentions = _exact_mentions(words, starts, ends, offsets, [(k.split(), kind, k, c) for k, kind, c in entities])
+        if opts['alias_matching']:
+            taken = [[] for _ in ex.supports]
+            for m in mentions: taken[m.support].append((m.char_start, m.char_end))
+            mentions += alias_mentions(words, starts, ends, offsets, ex.supports, entities, taken)
     mentions += _masked_mentions(ex, offsets, cand_keys)   # hidden by masking: linked by position, not by text
     given = ex.meta.get('entities') if opts['use_given_entities'] and isinstance(ex.meta, dict) else None
     if given:  # entity names the record supplies (the synthetic world's bridges, an external linker's output)
@@ -563,7 +683,8 @@ def _build(ex, sup_enc, q_enc, cand_enc, sents, ents, opts, window) -> Tokenised
                 ts, te = char_to_token_span(offsets[s], a, b)
                 if not key or te <= ts or (s, ts, te) in taken: continue
                 taken.add((s, ts, te))
-                mentions.append(Mention(s, ts, te, a, b, 'ner', key, cand_index.get(key, -1))); labels.append(label)
+                cand = -1 if junk and is_junk_candidate(key) else cand_index.get(key, -1)
+                mentions.append(Mention(s, ts, te, a, b, 'ner', key, cand)); labels.append(label)
     clusters = []
     if opts['coref'] != 'none':
         ctx = CorefContext(ex, words, starts, ends, list(mentions), labels, sents, opts)
@@ -630,7 +751,7 @@ def cache_options(opts: dict) -> dict:
     "The text options that shape a tokenisation (the cache key's options part), with models resolved to name==version."
     import importlib.metadata as md
     out = {k: opts[k] for k in ('max_length', 'stride', 'use_special_entities', 'use_given_entities', 'use_detected_entities',
-                                'sentence_model', 'coref')}
+                                'sentence_model', 'coref', 'alias_matching', 'skip_junk_candidates')}
     out['tokenizers'] = md.version('tokenizers')
     # spaCy's version matters only when spaCy computes something (the default sentence rules are the kit's own)
     if opts['use_detected_entities'] or opts['sentence_model'] or opts['coref'] == 'spacy': out['spacy'] = md.version('spacy')

@@ -399,9 +399,9 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
     return path
 
 def _new_figure(figsize, **kw):
-    "A matplotlib `Figure` not registered with pyplot (no global state; shown inline by its repr in notebooks)."
-    from matplotlib.figure import Figure
-    return Figure(figsize=figsize, **kw)
+    "A figure without pyplot state that Jupyter shows inline (`hde_kit.figures`)."
+    from hde_kit.figures import new_figure
+    return new_figure(figsize, **kw)
 
 # %% ../nbs/11_viz.ipynb #b813df79
 def plot_attention(view: AttentionView, layer: int = -1, head: Union[int, str] = 'mean', top_k: Optional[int] = 2,
@@ -1060,8 +1060,7 @@ def viz_attention_cli(run_dir, example_id: str, data_path=None, layer: int = -1,
     model, cfg, encoder = load_run_model(run_dir)
     examples = [ex for ex in _read_split_examples(cfg, data_path) if ex.id == example_id]
     if not examples: raise KeyError(f"example {example_id!r} not found in {data_path or cfg.data.dev or 'the synthetic dev set'}")
-    cache_dir = cache_dir or cfg.train.cache_dir
-    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=False)
+    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=False)   # the caller's cache, not the run's stored one
     view = attention_view(model, data, example_id, cfg, cache_dir)
     if fmt == 'html': attention_html(view, layer, head, top_k, threshold, out, focus=focus, hops=hops)
     else: plot_attention(view, layer, head, top_k, threshold, out, focus=focus, hops=hops)
@@ -1072,7 +1071,7 @@ def viz_flow_cli(run_dir, data_path=None, out_dir='flow', max_examples: Optional
     "`hde viz flow`: type-flow heatmaps, edge-type flow, the layered flow diagram and `flow_stats.json` of a run on a data file."
     model, cfg, encoder = load_run_model(run_dir)
     examples = _read_split_examples(cfg, data_path)[:max_examples]
-    data = prepare(examples, cfg, encoder, cache_dir=cache_dir or cfg.train.cache_dir, progress=progress)
+    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=progress)
     stats = collect_flow(model, data, batch_size, progress=progress)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -213,13 +213,13 @@ def iframe_html(page: str, height: int = 620) -> str:
 # %% ../nbs/13_widgets.ipynb #0c0ce6cc
 def plot_structure(graph, example, tok=None, max_drawn_edges: Optional[int] = 3000, path=None, title: Optional[str] = None):
     "A graph's structure as a static matplotlib figure: viz's layered layout, nodes by type, relations coloured by edge type."
-    from matplotlib.figure import Figure
+    from hde_kit.figures import new_figure
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
     pos, nt = layered_layout(graph), graph.node_type.numpy()
     labels, _ = node_texts(graph, example, tok)
     span_x, span_y = np.ptp(pos[:, 0]) + 4, np.ptp(pos[:, 1]) + 1.6
-    fig = Figure(figsize=(min(max(span_x * 0.95, 8), 20), min(max(span_y * 0.5 + 1.5, 4.5), 28)), layout='constrained')
+    fig = new_figure((min(max(span_x * 0.95, 8), 20), min(max(span_y * 0.5 + 1.5, 4.5), 28)), layout='constrained')
     ax = fig.add_subplot()
     src, dst, typ = graph_relations(graph)
     drawn = drawn_relations(typ, max_drawn_edges)
@@ -545,11 +545,11 @@ def flow_matrix(view: AttentionView, layer: int = -1, head: Union[int, str] = 'm
 
 def plot_flow_heatmap(matrix: np.ndarray, types: Sequence, title: str = '', relative: bool = False, path=None):
     "One type-flow heatmap (rows: target types, columns: source types) of the `types` given, annotated with its values."
-    from matplotlib.figure import Figure
+    from hde_kit.figures import new_figure
     ti = [int(t) for t in types]
     m, names = matrix[np.ix_(ti, ti)], [NodeType(t).name for t in ti]
     T = len(ti)
-    fig = Figure(figsize=(0.75 * T + 2.6, 0.6 * T + 1.5), layout='constrained')
+    fig = new_figure((0.75 * T + 2.6, 0.6 * T + 1.5), layout='constrained')
     ax = fig.add_subplot()
     finite = m[np.isfinite(m)]
     lim = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-6) if relative else 1.0

@@ -52,8 +52,8 @@ def test_environment_yml_agrees_with_settings():
         for spec in r.specifier:
             assert allreq[r.name.lower()].specifier.contains(spec.version), f"{line} is outside settings.ini's range"
 
-LAYER = ['config', 'data', 'synthetic', 'text', 'graph', 'encoders', 'embedder', 'gnn', 'model', 'train',
-         'pretrain', 'viz', 'bench', 'widgets', 'cli']
+LAYER = ['config', 'figures', 'data', 'synthetic', 'text', 'graph', 'encoders', 'embedder', 'gnn', 'model', 'train',
+         'pretrain', 'viz', 'bench', 'widgets', 'sweep', 'cli']
 LATE = {'viz', 'bench', 'widgets'}  # may import model (DESIGN.md); cli imports anything
 
 def test_modules_import_only_earlier_modules():
