@@ -404,10 +404,11 @@ DISPATCH = {
     # ms = a + b*X*H/1e6 + c*X*d/1e6 per kernel, X = E (sparse kernels) or N*M (dense); 'typed' = type embeddings.
     'cpu': {
         # fitted by `bench_attention.py --fit benchmarks/results/attention_calibration_cpu.jsonl` (1 thread)
-        'plain': {'sparse': (1.337, 0.0, 9.997), 'sparse_csr': (2.661, 17.59, 2.129), 'dense': (1.194, 2.371, 0.3618),
-                  'padded': (1.4, 2.371, 0.3618)},
+        # plain rows re-timed after the dense kernel moved to SDPA's fused path (4-D call); 'padded' = dense + its gathers
+        'plain': {'sparse': (1.203, 0.0, 13.44), 'sparse_csr': (2.374, 18.41, 2.452), 'dense': (1.145, 0.0, 0.2383),
+                  'padded': (1.45, 0.0, 0.2383)},
         'typed': {'sparse': (1.495, 0.0, 13.87), 'sparse_csr': (2.945, 37.58, 1.983), 'dense': (1.353, 0.0, 0.4178),
-                  'padded': (1.6, 0.0, 0.4178)},
+                  'padded': (1.65, 0.0, 0.4178)},
         'max_dense_elements': 2**27,      # H*N*M: each [H, N, M] float32 tensor is then <= 512 MiB
     },
     # fitted by `bench_attention.py --fit benchmarks/results/attention_calibration_cuda_h200.jsonl` (NVIDIA H200)
