@@ -56,10 +56,15 @@ def cmd_data_synth(args) -> int:
     return 0
 
 # %% ../nbs/14_cli.ipynb #f55ac1ca
-def _graph_inputs(args):
+def _read_graph_inputs(args):
+    "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient)."
     from hde_kit.data import read_examples
     cfg = _config(args.config)
-    return read_examples(args.data, strict=cfg.data.strict).examples, cfg
+    return read_examples(args.data, strict=cfg.data.strict), cfg
+
+def _graph_inputs(args):
+    res, cfg = _read_graph_inputs(args)
+    return res.examples, cfg
 
 def cmd_graphs_build(args) -> int:
     from hde_kit.graph import build_dataset_graphs
@@ -70,14 +75,24 @@ def cmd_graphs_build(args) -> int:
     return 0
 
 def cmd_graphs_stats(args) -> int:
+    "Graph statistics (reachability, hops, sizes by type); unreadable and unbuildable records with their reasons."
     from hde_kit.graph import build_dataset_graphs, dataset_graph_stats, format_graph_stats
-    examples, cfg = _graph_inputs(args)
-    res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
+    from hde_kit.text import junk_candidate_report
+    read, cfg = _read_graph_inputs(args)
+    if not read.examples:
+        for p in read.problems[:20]: print(p.line(), file=sys.stderr)
+        print(f"hde: error: {args.data}: no record could be read ({read.summary()})", file=sys.stderr)
+        return 1
+    res = build_dataset_graphs(read.examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     stats = dataset_graph_stats(res.graphs)
     stats['failed'] = len(res.failed)
+    stats['unbuildable'] = dict(res.failed)
+    stats['unreadable'] = {p.record: f"{p.field}: {p.message}" for p in read.problems}
+    if cfg.text.skip_junk_candidates: stats['junk_candidates'] = junk_candidate_report(read.examples)
     if args.json: _print_json(stats)
     else: print(format_graph_stats(stats))
-    return 0
+    if not res.graphs: print(f"hde: error: {args.data}: no graph could be built", file=sys.stderr)
+    return 0 if res.graphs else 1
 
 # %% ../nbs/14_cli.ipynb #2f78963f
 def _rank() -> int:
@@ -100,8 +115,8 @@ def _run_config(args) -> tuple:
 
 def cmd_train(args) -> int:
     _passive_omp()
+    cfg, run_dir = _run_config(args)   # a bad config stops here, before torch is imported
     from hde_kit.train import train
-    cfg, run_dir = _run_config(args)
     res = train(cfg, run_dir=run_dir, resume=True if args.resume else None, progress=not args.quiet)
     return _report_run(res, args.quiet, 'train')
 
@@ -122,8 +137,8 @@ def _report_run(res, quiet: bool, command: str) -> int:
 
 def cmd_pretrain(args) -> int:
     _passive_omp()
-    from hde_kit.pretrain import pretrain
     cfg, run_dir = _run_config(args)
+    from hde_kit.pretrain import pretrain
     res = pretrain(cfg, run_dir=run_dir, progress=not args.quiet, resume=True if args.resume else None)
     code = _report_run(res, args.quiet, 'pretrain')
     if _rank() == 0: print(f"fine-tune from it with: hde train [CONFIG] init_from={res.run_dir}")
@@ -272,20 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_report(sub)
     return p
 
-def _user_errors() -> tuple:
-    "The exception types that mean bad input (printed as one line), not a bug."
-    from hde_kit.config import ConfigError
-    errs = [ConfigError, FileNotFoundError, IsADirectoryError]
-    try:
-        from hde_kit.data import DataError; errs.append(DataError)
-    except ImportError: pass
-    try:
-        from hde_kit.graph import GraphBuildError; errs.append(GraphBuildError)
-    except ImportError: pass
-    try:
-        from hde_kit.train import CheckpointError; errs.append(CheckpointError)
-    except ImportError: pass
-    return tuple(errs)
+_USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
+                'hde_kit.train.CheckpointError', 'builtins.FileNotFoundError', 'builtins.IsADirectoryError')
+
+def _is_user_error(e: BaseException) -> bool:
+    "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
+    return any(f"{c.__module__}.{c.__qualname__}" in _USER_ERRORS for c in type(e).__mro__)
 
 def _parse(argv=None):
     "Parse; `key=value` overrides may also follow options (`hde eval RUN --data F gnn.x=1`), which argparse alone refuses."
@@ -302,6 +309,10 @@ def main(argv=None) -> int:
     "Entry point of the `hde` command."
     args = _parse(argv)
     try: return args.func(args)
-    except _user_errors() as e:
+    except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
+        print("hde: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _is_user_error(e): raise
         print(f"hde: error: {e}", file=sys.stderr)
         return 1

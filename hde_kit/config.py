@@ -4,18 +4,19 @@
 
 # %% ../nbs/00_config.ipynb #fd50a9ff
 from __future__ import annotations
-import dataclasses, hashlib, json, os, tempfile
+import dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
 from omegaconf import OmegaConf, DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['DataConfig', 'TextConfig', 'GraphConfig', 'EncoderConfig', 'EmbedderConfig', 'GNNConfig', 'TrainConfig',
-           'PretrainConfig', 'BenchConfig', 'HDEConfig', 'ConfigError', 'read_yaml', 'parse_overrides', 'load_config',
+__all__ = ['MAX_CONFIG_BYTES', 'MAX_CONFIG_NODES', 'INTERPOLATION_ENV', 'DataConfig', 'TextConfig', 'GraphConfig',
+           'EncoderConfig', 'EmbedderConfig', 'GNNConfig', 'TrainConfig', 'PretrainConfig', 'BenchConfig', 'HDEConfig',
+           'ConfigError', 'validate_config', 'read_yaml', 'parse_overrides', 'interpolation_allowed', 'load_config',
            'to_dict', 'save_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #16dc2c9a
@@ -224,21 +225,140 @@ def _merge(base: DictConfig, user: dict, source: str) -> DictConfig:
     try: return OmegaConf.merge(base, user)
     except OmegaConfBaseException as e:
         key = getattr(e, 'full_key', None) or '?'
-        raise ConfigError(f"{source}: wrong value for '{key}': {getattr(e, 'msg', e)}") from None
+        msg = str(getattr(e, 'msg', e)).splitlines()[0]   # OmegaConf appends full_key / object_type lines
+        raise ConfigError(f"{source}: wrong value for '{key}': {msg}") from None
+
+# %% ../nbs/00_config.ipynb #5a1f1a6c
+def _clip(s: str, n: int = 60) -> str:
+    s = repr(s)
+    return s if len(s) <= n else s[:n - 3] + '...'
+
+_POSITIVE = ('text.max_length', 'text.num_proc', 'graph.max_nodes', 'graph.max_edges', 'graph.num_proc',
+             'encoder.hidden_size', 'encoder.num_layers', 'encoder.heads', 'encoder.max_tokens', 'gnn.hidden_size',
+             'gnn.num_layers', 'gnn.heads', 'train.epochs', 'train.batch_size', 'train.eval_batch_size',
+             'train.fixed_accumulate_steps', 'train.log_every_steps', 'train.prefetch_factor', 'train.keep_last',
+             'data.hops', 'data.n_train', 'data.num_candidates', 'pretrain.num_sets', 'pretrain.min_documents',
+             'pretrain.max_candidates', 'pretrain.per_set', 'pretrain.docs_per_set', 'bench.hidden_size', 'bench.heads',
+             'bench.repeats', 'data.max_examples', 'data.num_docs', 'train.max_accumulated_edges', 'train.save_every_steps',
+             'train.num_threads')     # the last five may also be null
+_NON_NEGATIVE = ('text.stride', 'encoder.bert_fine_tune_layers', 'embedder.num_coattention_layers', 'train.warmup_steps',
+                 'train.num_workers', 'data.n_dev', 'pretrain.dev_sets', 'bench.warmup', 'train.weight_decay',
+                 'train.grad_clip')   # grad_clip 0: no clipping
+_POSITIVE_FLOAT = ('train.lr', 'train.encoder_lr', 'train.lr_decay_fac', 'train.max_runtime_seconds')
+_FRACTION = ('encoder.dropout', 'gnn.dropout', 'train.momentum')    # in [0, 1)
+_CHOICES = {
+    'data.dataset': ('auto', 'wikihop', 'medhop', 'synthetic', 'records'),
+    'encoder.kind': ('hf', 'static', 'scratch'),
+    'encoder.cache_dtype': ('float16', 'float32'),
+    'encoder.precision': ('auto', 'bf16', 'fp32'),
+    'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
+    'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
+    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
+    'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense'),
+    'train.optimizer': ('adamw', 'adam', 'sgd'),
+    'train.schedule': ('thesis', 'cosine', 'constant'),
+    'train.precision': ('auto', 'bf16', 'fp32'),
+    'train.wandb_mode': ('offline', 'online', 'disabled'),
+    'pretrain.mode': ('entity', 'cloze'),
+}
+_DEVICE_RE = re.compile(r'^(auto|cpu|mps|cuda(:\d+)?)$')
+_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$')
+_RELATIONAL_CORES = ('graph_attention', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym')
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split('.'): node = node[part]
+    return node
+
+def _value_problems(cfg) -> Iterator[str]:
+    "One message per invalid value, each naming its key."
+    for key in _POSITIVE:
+        v = _get(cfg, key)
+        if v is not None and v < 1: yield f"'{key}' must be a positive integer, got {v}"
+    for key in _NON_NEGATIVE:
+        v = _get(cfg, key)
+        if v is not None and not (v >= 0 and math.isfinite(v)): yield f"'{key}' must be >= 0, got {v}"
+    for key in _POSITIVE_FLOAT:
+        v = _get(cfg, key)
+        if v is not None and not (v > 0 and math.isfinite(v)): yield f"'{key}' must be a positive finite number, got {v}"
+    for key in _FRACTION:
+        v = _get(cfg, key)
+        if not 0 <= v < 1: yield f"'{key}' must be in [0, 1), got {v}"
+    for key, valid in _CHOICES.items():
+        v = _get(cfg, key)
+        if v not in valid: yield f"'{key}' must be one of {', '.join(map(str, valid))}; got {_clip(v)}"
+    if not _DEVICE_RE.match(str(cfg.train.device)): yield f"'train.device' must be auto, cpu, mps, cuda or cuda:N; got {_clip(cfg.train.device)}"
+    if not _NAME_RE.match(str(cfg.name)):
+        yield f"'name' names the run directory: letters, digits and _.+- only (no path), got {_clip(cfg.name)}"
+    if cfg.text.stride >= cfg.text.max_length: yield f"'text.stride' ({cfg.text.stride}) must be smaller than 'text.max_length' ({cfg.text.max_length})"
+    if cfg.gnn.hidden_size % cfg.gnn.heads:
+        yield f"'gnn.hidden_size' ({cfg.gnn.hidden_size}) must be divisible by 'gnn.heads' ({cfg.gnn.heads})"
+    if cfg.gnn.relational and cfg.gnn.core not in _RELATIONAL_CORES:
+        yield f"'gnn.relational' needs gnn.core in {', '.join(_RELATIONAL_CORES)}; got {cfg.gnn.core}"
+    if cfg.data.num_candidates < 2: yield f"'data.num_candidates' must be at least 2, got {cfg.data.num_candidates}"
+    for key in ('text.tokenizer', 'encoder.name', 'text.coref', 'text.ner_model'):
+        if not str(_get(cfg, key)).strip(): yield f"'{key}' must not be empty"
+    for key, ok in (('bench.nodes', lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1),
+                    ('bench.densities', lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1)):
+        bad = [x for x in _get(cfg, key) if not ok(x)]
+        if bad: yield f"'{key}' holds {_clip(bad[0])}; expected {'positive integers' if key == 'bench.nodes' else 'densities in (0, 1]'}"
+
+def validate_config(cfg) -> None:
+    "Check every value of a config (ranges, choices, names) and raise one `ConfigError` listing each bad key."
+    if dataclasses.is_dataclass(cfg): cfg = OmegaConf.structured(cfg)
+    try: resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    except OmegaConfBaseException as e:
+        msg = str(getattr(e, 'msg', e)).splitlines()[0]
+        raise ConfigError(f"config: '{getattr(e, 'full_key', None) or '?'}': interpolation failed: {msg}") from None
+    problems = list(_value_problems(resolved))
+    if problems: raise ConfigError('; '.join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ''))
 
 # %% ../nbs/00_config.ipynb #06f3cef3
+MAX_CONFIG_BYTES = 1 << 20        # a config file larger than this is refused (configs are a few KB)
+MAX_CONFIG_NODES = 20_000         # values in a config after YAML aliases are expanded ("billion laughs" guard)
+INTERPOLATION_ENV = 'HDE_ALLOW_INTERPOLATION'
+
 def read_yaml(path) -> dict:
     "Read one YAML config file as a dict, resolving its `base:` chain (relative paths, recursive, no cycles)."
     return _read_yaml(Path(path).resolve(), ())
 
+def _read_text(path: Path, seen: tuple) -> str:
+    "The text of a config file: a regular file, at most `MAX_CONFIG_BYTES`, UTF-8."
+    named = f" (named as base: in {seen[-1]})" if seen else ''
+    if not path.exists(): raise ConfigError(f"config file not found: {path}{named}")
+    if not path.is_file(): raise ConfigError(f"{path}: not a regular file{named}")
+    try:
+        with open(path, 'rb') as f: raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES: raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a config file")
+    try: return raw.decode('utf-8-sig')
+    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from None
+
+def _count_nodes(value, memo: dict) -> int:
+    "Values in a YAML tree with every alias expanded, counted in linear time (aliases share objects)."
+    if id(value) in memo: return memo[id(value)]
+    memo[id(value)] = MAX_CONFIG_NODES + 1   # a recursive alias counts as too large
+    if isinstance(value, dict): n = 1 + sum(_count_nodes(k, memo) + _count_nodes(v, memo) for k, v in value.items())
+    elif isinstance(value, list): n = 1 + sum(_count_nodes(v, memo) for v in value)
+    else: n = 1
+    memo[id(value)] = n = min(n, MAX_CONFIG_NODES + 1)
+    return n
+
 def _read_yaml(path: Path, seen: tuple) -> dict:
     if path in seen: raise ConfigError(f"{path}: 'base:' cycle: {' -> '.join(map(str, seen + (path,)))}")
-    if not path.exists(): raise ConfigError(f"config file not found: {path}" + (f" (named as base: in {seen[-1]})" if seen else ''))
-    try: raw = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+    text = _read_text(path, seen)
+    try: raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except RecursionError: raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict): raise ConfigError(f"{path}: a config file must be a mapping, got {type(raw).__name__}")
+    if _count_nodes(raw, {}) > MAX_CONFIG_NODES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_NODES} values once YAML aliases are expanded; not a config file")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad: raise ConfigError(f"{path}: key {bad[0]!r} is {type(bad[0]).__name__}; config keys are names")
     base = raw.pop('base', None)
     if base is None: return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: 'base:' must name a YAML file (a path relative to this file), got {base!r}")
     parent = _read_yaml((path.parent / base).resolve(), seen + (path,))
     return _deep_update(parent, raw)
 
@@ -255,27 +375,57 @@ def parse_overrides(overrides) -> dict:
     for item in overrides or ():
         if '=' not in item: raise ConfigError(f"override '{item}': expected key=value, e.g. gnn.num_layers=4")
         key, value = item.split('=', 1)
-        node, parts = out, key.strip().split('.')
-        for p in parts[:-1]: node = node.setdefault(p, {})
+        parts = key.strip().split('.')
+        if not all(p.strip() for p in parts): raise ConfigError(f"override '{item}': {key!r} is not a dotted key such as gnn.num_layers")
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{'.'.join(parts[:i + 1])}' was given a value by an earlier override")
         try: node[parts[-1]] = yaml.safe_load(value) if value != '' else None
         except yaml.YAMLError: node[parts[-1]] = value
+        if _count_nodes(node[parts[-1]], {}) > MAX_CONFIG_NODES: raise ConfigError(f"override '{key}': value too large")
     return out
 
-def load_config(path=None, overrides=(), **kwargs) -> DictConfig:
-    "The resolved config: schema defaults <- YAML file (with its `base:` chain) <- dotted `overrides` <- `kwargs`."
+def _interpolations(value, prefix: str = '') -> Iterator[tuple]:
+    "(dotted key, text) of every string holding an OmegaConf interpolation `${...}`."
+    if isinstance(value, dict):
+        for k, v in value.items(): yield from _interpolations(v, f"{prefix}{k}.")
+    elif isinstance(value, list):
+        for i, v in enumerate(value): yield from _interpolations(v, f"{prefix}{i}.")
+    elif isinstance(value, str) and '${' in value: yield prefix[:-1], value
+
+def interpolation_allowed(allow: Optional[bool] = None) -> bool:
+    "Whether `${...}` interpolations may be used: `allow` when given, else the environment variable HDE_ALLOW_INTERPOLATION=1."
+    return bool(allow) if allow is not None else os.environ.get(INTERPOLATION_ENV, '') in ('1', 'true', 'yes')
+
+def _refuse_interpolation(user: dict, source: str, allow: Optional[bool]):
+    "Interpolations can read the environment (`${oc.env:VAR}`) and more: off unless allowed."
+    if interpolation_allowed(allow): return
+    for key, text in _interpolations(user):
+        raise ConfigError(f"{source}: '{key}': interpolation {_clip(text)} is off (it can read the environment); "
+                          f"set {INTERPOLATION_ENV}=1 or pass load_config(..., allow_interpolation=True) to allow it")
+
+def load_config(path=None, overrides=(), allow_interpolation: Optional[bool] = None, **kwargs) -> DictConfig:
+    """The checked config: schema defaults <- YAML file (with its `base:` chain) <- dotted `overrides` <- `kwargs`.
+    Every value is validated (`validate_config`) before anything else runs; `${...}` interpolations are refused
+    unless `allow_interpolation` (or HDE_ALLOW_INTERPOLATION=1) allows them."""
     cfg = OmegaConf.structured(HDEConfig)
-    if path is not None: cfg = _merge(cfg, read_yaml(path), str(path))
-    if overrides: cfg = _merge(cfg, parse_overrides(overrides), 'command line')
-    if kwargs: cfg = _merge(cfg, kwargs, 'arguments')
+    for user, source in ((read_yaml(path) if path is not None else None, str(path)),
+                         (parse_overrides(overrides) if overrides else None, 'command line'), (kwargs or None, 'arguments')):
+        if user is None: continue
+        _refuse_interpolation(user, source, allow_interpolation)
+        cfg = _merge(cfg, user, source)
+    validate_config(cfg)
     return cfg
 
 # %% ../nbs/00_config.ipynb #ffa3c667
-def to_dict(cfg) -> dict:
-    "A plain-dict copy of a config or section."
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else dataclasses.asdict(cfg)
+def to_dict(cfg, resolve: bool = True) -> dict:
+    "A plain-dict copy of a config or section; `resolve=False` keeps `${...}` interpolations as written (what runs store)."
+    return OmegaConf.to_container(cfg, resolve=resolve) if isinstance(cfg, (DictConfig, ListConfig)) else dataclasses.asdict(cfg)
 
 def save_config(cfg, path) -> Path:
-    "Write the resolved config as YAML, atomically."
+    "Write the config as YAML, atomically; interpolations are written as such, never their values (no secret reaches a run folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
     with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(OmegaConf.to_yaml(cfg))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch_geometric.data import Batch
 
-from .config import load_config, save_config, to_dict, config_hash, parse_overrides, ConfigError
+from .config import load_config, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
 from .data import read_examples, write_examples
 from .synthetic import generate, generate_from_config
 from .text import tokenise_examples, default_cache_dir, anonymise_example
@@ -637,7 +637,7 @@ class RunLogger:
             try:
                 import wandb
                 self.wandb = wandb.init(project=getattr(tc, 'wandb_project', 'hde_kit'), name=Path(run_dir).name,
-                                        dir=str(run_dir), mode=getattr(tc, 'wandb_mode', 'offline'), config=to_dict(cfg))
+                                        dir=str(run_dir), mode=getattr(tc, 'wandb_mode', 'offline'), config=to_dict(cfg, resolve=False))
             except ImportError: print("train.wandb=true but wandb is not installed: skipping it", file=sys.stderr)
         if getattr(tc, 'tensorboard', False):
             try:
@@ -953,7 +953,7 @@ class Trainer:
         rngs = _gather(rng_state(), self.info)
         if not self.info.is_main or self.run_dir is None: return None
         opt_tensors, opt_meta = optimizer_tensors(self.optimizer.state_dict())
-        state = {'config': to_dict(self.cfg), 'type_vocabulary': type_vocabulary(), 'step': self.step, 'epoch': self.epoch,
+        state = {'config': to_dict(self.cfg, resolve=False), 'type_vocabulary': type_vocabulary(), 'step': self.step, 'epoch': self.epoch,
                  'step_in_epoch': self.step_in_epoch, 'world_size': self.info.world_size, 'rng': rngs,
                  'optimizer': opt_meta, 'schedule': self.schedule.state_dict(), 'sums': self.sums, 'window': self.window,
                  'best': self.best, 'history': self.history, 'metrics_lines': self.logger.lines(),
@@ -1004,6 +1004,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
     """Run a whole experiment from a config (default: the synthetic 2-hop main job); see the section above.
     `splits`: examples to use instead of the config's data (masked-entity pretraining passes its own)."""
     cfg, given = (cfg if cfg is not None else load_config()), splits
+    validate_config(cfg)   # a config built by hand is checked too, before any data is read
     tc = cfg.train
     if getattr(tc, 'num_threads', None): torch.set_num_threads(int(tc.num_threads))
     info = init_distributed(tc.device)
@@ -1067,12 +1068,13 @@ def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=Non
         load_config(overrides=overrides)
         from omegaconf import OmegaConf
         cfg = OmegaConf.merge(cfg, parse_overrides(overrides))
+        validate_config(cfg)
     device = resolve_device(cfg.train.device)
     dataset = cfg.data.dataset
     res = read_examples(data, strict=False, dataset=dataset if dataset in ('wikihop', 'medhop') else None,
                         masked=bool(cfg.data.masked), require_answer=False)
     encoder = make_encoder(cfg.encoder).to(device)
-    prepared = prepare_split(res.examples, cfg, encoder, cache_dir or cfg.train.cache_dir, progress)
+    prepared = prepare_split(res.examples, cfg, encoder, cache_dir, progress)   # never the checkpoint's cache_dir: a run folder from elsewhere chooses no paths here
     net = TrainNet(HDEModel(cfg, encoder.out_dim), encoder, cfg.graph.use_subquery_nodes, cfg.encoder.max_tokens).to(device)
     try: net.load_state_dict(ck.weights)
     except RuntimeError as e: raise CheckpointError(f"{ck.path}: its weights do not fit its own config: {e}") from None

@@ -340,6 +340,7 @@ def attention_network(view: AttentionView, layer: int = -1, head: Union[int, str
                    'edges': {'smooth': {'enabled': True, 'type': 'curvedCW', 'roundness': 0.12}, 'arrows': {'to': {'scaleFactor': 0.5}}},
                    'nodes': {'font': {'strokeWidth': 3, 'strokeColor': '#ffffff'}}}
     net._hde_caption = _caption(view, layer, head, top_k, threshold, focus, hops)
+    net._hde_graph_nodes = view.graph.num_nodes   # every node is drawn; the page says how many the graph has
     return net
 
 def network_html(net, caption: Sequence[str] = ()) -> str:
@@ -365,7 +366,8 @@ def network_html(net, caption: Sequence[str] = ()) -> str:
     head += (f'<div style="font:12px sans-serif;margin:2px 8px">{legend} | gold answer: '
              f'<span style="color:{GOLD_COLOUR}">thick gold border</span>, prediction: black border; '
              'edges coloured by source type, width and opacity by attention; hover for text</div>')
-    return page.replace('<body>', '<body>\n' + head, 1)
+    nodes_attr = f' data-hde-graph-nodes="{int(net._hde_graph_nodes)}"' if hasattr(net, '_hde_graph_nodes') else ''
+    return page.replace('<body>', f'<body{nodes_attr}>\n' + head, 1)
 
 def attention_html(view: AttentionView, layer: int = -1, head: Union[int, str] = 'mean', top_k: Optional[int] = 3,
                    threshold: Optional[float] = None, path=None, height: Optional[str] = None, focus=None, hops: int = 2) -> str:
@@ -1060,8 +1062,7 @@ def viz_attention_cli(run_dir, example_id: str, data_path=None, layer: int = -1,
     model, cfg, encoder = load_run_model(run_dir)
     examples = [ex for ex in _read_split_examples(cfg, data_path) if ex.id == example_id]
     if not examples: raise KeyError(f"example {example_id!r} not found in {data_path or cfg.data.dev or 'the synthetic dev set'}")
-    cache_dir = cache_dir or cfg.train.cache_dir
-    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=False)
+    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=False)   # the caller's cache, not the run's stored one
     view = attention_view(model, data, example_id, cfg, cache_dir)
     if fmt == 'html': attention_html(view, layer, head, top_k, threshold, out, focus=focus, hops=hops)
     else: plot_attention(view, layer, head, top_k, threshold, out, focus=focus, hops=hops)
@@ -1072,7 +1073,7 @@ def viz_flow_cli(run_dir, data_path=None, out_dir='flow', max_examples: Optional
     "`hde viz flow`: type-flow heatmaps, edge-type flow, the layered flow diagram and `flow_stats.json` of a run on a data file."
     model, cfg, encoder = load_run_model(run_dir)
     examples = _read_split_examples(cfg, data_path)[:max_examples]
-    data = prepare(examples, cfg, encoder, cache_dir=cache_dir or cfg.train.cache_dir, progress=progress)
+    data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=progress)
     stats = collect_flow(model, data, batch_size, progress=progress)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

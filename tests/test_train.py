@@ -177,3 +177,31 @@ def test_viz_cli_draws_a_trained_run(tmp_path, env):
     res = hde('viz', 'flow', run, '--data', data, '--out', tmp_path / 'flow', env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / 'flow' / 'flow_stats.json').exists() and list((tmp_path / 'flow').glob('*.png'))
+
+
+def test_config_secret_never_reaches_the_run(tmp_path, env):
+    "Interpolation is refused by default; allowed, the run folder stores the `${...}` text, never the value."
+    secret = 'hunter2-' + os.urandom(4).hex()
+    over = [*TINY, 'data.n_train=8', 'data.n_dev=4', 'train.epochs=1', 'train.wandb_project=${oc.env:HDE_TEST_SECRET}']
+    e = dict(env, HDE_TEST_SECRET=secret)
+    e.pop('HDE_ALLOW_INTERPOLATION', None)
+    refused = hde('train', *over, '--run-dir', tmp_path / 'no', '--quiet', env=e)
+    assert refused.returncode == 1 and 'interpolation' in refused.stderr and 'Traceback' not in refused.stderr
+    assert not (tmp_path / 'no').exists()
+    run = tmp_path / 'run'
+    out = hde('train', *over, '--run-dir', run, '--quiet', env=dict(e, HDE_ALLOW_INTERPOLATION='1'))
+    assert out.returncode == 0, out.stderr
+    files = [p for p in run.rglob('*') if p.is_file()]
+    assert any(p.name == 'state.json' for p in files)
+    assert not [p for p in files if secret.encode() in p.read_bytes()]
+
+
+def test_bad_config_stops_before_data_and_torch(tmp_path):
+    "A bad value is reported (key named) before the data file is looked at and before torch is imported."
+    code = ('import sys; from hde_kit.cli import main; rc = main(sys.argv[1:]); '
+            'print("torch" in sys.modules); sys.exit(rc)')
+    out = subprocess.run([sys.executable, '-c', code, 'train', f'data.train={tmp_path}/missing.json', 'gnn.core=gcn',
+                          'train.batch_size=0'], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stdout.strip() == 'False'
+    err = out.stderr.strip()
+    assert len(err.splitlines()) == 1 and 'gnn.core' in err and 'train.batch_size' in err and 'missing.json' not in err
