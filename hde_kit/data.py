@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 # %% auto #0
-__all__ = ['MASK_RE', 'KNOWN_KEYS', 'MAX_FILE_BYTES', 'split_query', 'Example', 'Problem', 'printable', 'DataError',
-           'record_label', 'check_record', 'RawRecord', 'iter_records', 'ReadResult', 'iter_examples', 'read_examples',
-           'validate', 'example_to_record', 'write_examples', 'to_hf_dataset', 'from_hf_dataset', 'dataset_stats',
-           'format_stats', 'read_split']
+__all__ = ['MASK_RE', 'KNOWN_KEYS', 'MAX_TEXT_CHARS', 'MAX_FILE_BYTES', 'split_query', 'Example', 'Problem', 'printable',
+           'DataError', 'record_label', 'check_record', 'RawRecord', 'iter_records', 'ReadResult', 'iter_examples',
+           'read_examples', 'validate', 'example_to_record', 'write_examples', 'to_hf_dataset', 'from_hf_dataset',
+           'dataset_stats', 'format_stats', 'read_split']
 
 # %% ../nbs/01_data.ipynb #5ac084d4
 def split_query(query: str) -> tuple[str, str]:
@@ -175,6 +175,8 @@ def _count_escaped(v) -> int:
     return 0
 
 # %% ../nbs/01_data.ipynb #20927b1e
+MAX_TEXT_CHARS = 1_000_000   # one support / candidate / query longer than this is refused: the tokenizer and graph would not fit
+
 def _check_string_list(value, name, what) -> list[tuple[str, str]]:
     "(reason, message) pairs for a field that must be a non-empty list of strings."
     if not isinstance(value, list): return [('wrong_type', f"expected a list of strings, got {_jtype(value)}")]
@@ -183,6 +185,8 @@ def _check_string_list(value, name, what) -> list[tuple[str, str]]:
     if bad:
         more = f" ({len(bad)} non-string items)" if len(bad) > 1 else ''
         return [('non_string_item', f"item {bad[0]} is {_jtype(value[bad[0]])}, expected a string{more}")]
+    long = [j for j, x in enumerate(value) if len(x) > MAX_TEXT_CHARS]
+    if long: return [('too_long', f"item {long[0]} has {len(value[long[0]])} characters, more than data.MAX_TEXT_CHARS ({MAX_TEXT_CHARS})")]
     blank = [j for j, x in enumerate(value) if not x.strip()]
     if blank:
         more = f" ({len(blank)} blank items)" if len(blank) > 1 else ''
@@ -200,6 +204,8 @@ def check_record(record, index: int = 0, file: str = '<record>', require_answer:
         if key not in record: found.append((key, 'missing_field', 'missing field'))
         elif not isinstance(record[key], str): found.append((key, 'wrong_type', f"expected a string, got {_jtype(record[key])}"))
         elif not record[key].strip(): found.append((key, 'empty_field', f"empty {key}"))
+        elif len(record[key]) > MAX_TEXT_CHARS:
+            found.append((key, 'too_long', f"{len(record[key])} characters, more than data.MAX_TEXT_CHARS ({MAX_TEXT_CHARS})"))
         elif key == 'query' and not split_query(record[key])[1]:
             found.append((key, 'no_subject', f"no subject: expected 'relation subject words', got {_short(record[key])}"))
     for key, what in (('supports', 'support document'), ('candidates', 'candidate')):
