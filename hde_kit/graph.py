@@ -588,6 +588,14 @@ def format_graph_stats(stats: dict) -> str:
              f"candidates without a mention: mean {stats['candidates_without_mention']['mean']:.2f} "
              f"({stats['graphs_with_unmentioned_candidates']:.1%} of graphs have one)",
              f"supports dropped by the size limits: {stats['dropped_supports']} in {stats['graphs_with_dropped_supports']} graphs"]
+    if stats.get('junk_candidates'):
+        j = stats['junk_candidates']
+        lines.append(f"junk candidates without mention nodes: {j['candidates']} in {j['examples']} examples, "
+                     f"{j['mentions_left_out']} mentions left out")
+    for title, key in (('records that could not be read', 'unreadable'), ('graphs that could not be built', 'unbuildable')):
+        if stats.get(key):
+            lines.append(f"{title}: {len(stats[key])}")
+            lines += [f"  {k}: {v}" for k, v in stats[key].items()]
     return '\n'.join(lines)
 
 # %% ../nbs/04_graph.ipynb #561dce9b
