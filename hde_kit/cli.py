@@ -56,28 +56,44 @@ def cmd_data_synth(args) -> int:
     return 0
 
 # %% ../nbs/14_cli.ipynb #f55ac1ca
-def _graph_inputs(args):
+def _read_graph_inputs(args):
+    "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient)."
     from hde_kit.data import read_examples
     cfg = _config(args.config)
-    return read_examples(args.data, strict=cfg.data.strict).examples, cfg
+    return read_examples(args.data, strict=cfg.data.strict), cfg
+
+def _graph_inputs(args):
+    res, cfg = _read_graph_inputs(args)
+    return res.examples, cfg
 
 def cmd_graphs_build(args) -> int:
     from hde_kit.graph import build_dataset_graphs
     examples, cfg = _graph_inputs(args)
     res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     print(f"built {len(res.graphs)} graphs; {len(res.failed)} could not be built")
-    for id_, reason in res.failed.items(): print(f"{id_}: graph: {reason}")
+    from hde_kit.data import printable
+    for id_, reason in res.failed.items(): print(f"{printable(id_, 80)}: graph: {printable(reason, 400)}")   # ids are untrusted text
     return 0
 
 def cmd_graphs_stats(args) -> int:
+    "Graph statistics (reachability, hops, sizes by type); unreadable and unbuildable records with their reasons."
     from hde_kit.graph import build_dataset_graphs, dataset_graph_stats, format_graph_stats
-    examples, cfg = _graph_inputs(args)
-    res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
+    from hde_kit.text import junk_candidate_report
+    read, cfg = _read_graph_inputs(args)
+    if not read.examples:
+        for p in read.problems[:20]: print(p.line(), file=sys.stderr)
+        print(f"hde: error: {args.data}: no record could be read ({read.summary()})", file=sys.stderr)
+        return 1
+    res = build_dataset_graphs(read.examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     stats = dataset_graph_stats(res.graphs)
     stats['failed'] = len(res.failed)
+    stats['unbuildable'] = dict(res.failed)
+    stats['unreadable'] = {p.record: f"{p.field}: {p.message}" for p in read.problems}
+    if cfg.text.skip_junk_candidates: stats['junk_candidates'] = junk_candidate_report(read.examples)
     if args.json: _print_json(stats)
     else: print(format_graph_stats(stats))
-    return 0
+    if not res.graphs: print(f"hde: error: {args.data}: no graph could be built", file=sys.stderr)
+    return 0 if res.graphs else 1
 
 # %% ../nbs/14_cli.ipynb #2f78963f
 def _rank() -> int:

@@ -25,10 +25,10 @@ __all__ = ['TOKENIZER_CALLS', 'TEXT_DEFAULTS', 'COREF_PROVIDERS', 'PERSON_PRONOU
            'window_length', 'make_windows', 'span_to_window', 'rule_sentence_spans', 'SpacyModelMissing',
            'resolve_spacy_model', 'load_spacy', 'sentence_spans', 'entity_spans', 'CorefContext',
            'register_coref_provider', 'coref_annotations', 'CorefUnavailable', 'coref_spacy', 'coref_rules',
-           'is_junk_candidate', 'fold', 'alias_mentions', 'query_text', 'char_to_token_span', 'exact_char_spans',
-           'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir', 'example_hash', 'cache_options',
-           'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised', 'tokenise_examples', 'non_overlapping_spans',
-           'replace_spans', 'anonymise_example']
+           'is_junk_candidate', 'fold', 'alias_mentions', 'junk_candidate_report', 'query_text', 'char_to_token_span',
+           'exact_char_spans', 'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir',
+           'example_hash', 'cache_options', 'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised',
+           'tokenise_examples', 'non_overlapping_spans', 'replace_spans', 'anonymise_example']
 
 # %% ../nbs/03_text.ipynb #3cfded63
 @dataclass
@@ -560,6 +560,16 @@ def alias_mentions(words, starts, ends, offsets, supports, entities, taken) -> l
         if te > ts: seen.add((s, a, b)); out.append(Mention(s, ts, te, a, b, 'alias', key, cand))
     return out
 
+def junk_candidate_report(examples: Iterable[Example]) -> dict:
+    "What `skip_junk_candidates` leaves out: junk candidates, the examples that have one, and their exact mentions."
+    n_cand = n_ex = n_mentions = 0
+    for ex in examples:
+        keys = [k for k in dict.fromkeys(normalise(c) for c in ex.candidates) if k and is_junk_candidate(k)]
+        if not keys: continue
+        n_cand += len(keys); n_ex += 1
+        words = [word_spans(t)[0] for t in ex.supports]
+        n_mentions += sum(ws.count(k) for ws in words for k in keys)   # junk keys are single words
+    return {'candidates': n_cand, 'examples': n_ex, 'mentions_left_out': n_mentions}
 
 # %% ../nbs/03_text.ipynb #2f323bcb
 _KINDS = ('candidate', 'subject', 'ner', 'coref', 'given', 'alias')   # stored by index in the cache: append only

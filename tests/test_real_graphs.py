@@ -70,3 +70,52 @@ def test_junk_candidates_get_no_mentions_but_keep_their_node(tok):
     assert {m.candidate for m in plain.mentions} >= {1, 2}
     assert {m.candidate for m in junk.mentions if m.candidate >= 0} == {0, 4}
     assert junk.candidates == ex.candidates and junk.answer_index == 0
+
+# ---------------------------------------------------------------- hde graphs stats
+
+import json, os
+from types import SimpleNamespace
+
+from hde_kit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture
+def hde(capsys, monkeypatch):
+    "Run `hde ARGS` in this process (as the entry point does) from the repository root: returncode, stdout, stderr."
+    monkeypatch.chdir(ROOT)
+    def run(*args):
+        capsys.readouterr()
+        code = main(list(map(str, args)))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+    return run
+
+def test_wikihop_config_reaches_the_answer_in_three_quarters_of_the_sample(shared_data, tmp_path, hde):
+    data = shared_data / 'wikihop' / 'wikihop_train_first22_ml4g.json'
+    out = hde('graphs', 'stats', data, 'configs/wikihop.yaml', '--json', '--cache-dir', tmp_path)
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    assert stats['num_graphs'] == 22 and stats['unbuildable'] == {} and stats['unreadable'] == {}
+    assert stats['answer_reachable'] >= 0.75, stats['answer_reachable']
+    assert sum(v for k, v in stats['answer_hops'].items() if k != 'unreachable') == round(22 * stats['answer_reachable'])
+    assert stats['junk_candidates']['candidates'] > 0
+    text = hde('graphs', 'stats', data, 'configs/wikihop.yaml', '--cache-dir', tmp_path).stdout
+    assert 'reachable from the subject: 86.4%' in text and 'junk candidates without mention nodes' in text
+
+def test_graphs_stats_names_unreadable_and_unbuildable_records(tmp_path, hde):
+    good = {'id': 'ok1', 'query': 'country juan rossell', 'answer': 'cuba', 'candidates': ['cuba', 'spain'],
+            'supports': ["Juan Rossell is from Cuba. " * 8, "Spain is a country. " * 8]}
+    bad = {'id': 'bad1', 'query': 'country x', 'answer': 'cuba', 'candidates': 'cuba', 'supports': ['Cuba.']}
+    path = tmp_path / 'mixed.json'; path.write_text(json.dumps([good, bad]))
+    out = hde('graphs', 'stats', path, 'graph.max_nodes=3', '--json', '--cache-dir', tmp_path)
+    assert out.returncode == 1, out.stdout                                       # nothing could be built
+    stats = json.loads(out.stdout)
+    assert list(stats['unbuildable']) == ['ok1'] and 'graph too large' in stats['unbuildable']['ok1']
+    assert list(stats['unreadable']) == ['bad1'] and 'candidates' in stats['unreadable']['bad1']
+    out = hde('graphs', 'stats', path, '--cache-dir', tmp_path)
+    assert out.returncode == 0 and 'records that could not be read: 1' in out.stdout and 'bad1: candidates' in out.stdout
+    allbad = tmp_path / 'allbad.json'; allbad.write_text(json.dumps([bad]))
+    out = hde('graphs', 'stats', allbad, '--cache-dir', tmp_path)
+    assert out.returncode == 1 and 'no record could be read' in out.stderr and 'bad1' in out.stderr
+    assert 'Traceback' not in out.stderr
