@@ -91,7 +91,8 @@ def cmd_graphs_build(args) -> int:
     from hde_kit.graph import build_dataset_graphs
     res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     print(f"built {len(res.graphs)} graphs; {len(res.failed)} could not be built")
-    for id_, reason in res.failed.items(): print(f"{id_}: graph: {reason}")
+    from hde_kit.data import printable
+    for id_, reason in res.failed.items(): print(f"{printable(id_, 80)}: graph: {printable(reason, 400)}")   # ids are untrusted text
     return 0
 
 def cmd_graphs_stats(args) -> int:
@@ -265,7 +266,7 @@ def _add_bench(sub):
     a.add_argument('--dim', type=int, default=256); a.add_argument('--heads', type=int, default=4)
     a.add_argument('--repeats', type=int, default=5); a.add_argument('--warmup', type=int, default=1)
     a.add_argument('--max-repeats', type=int); a.add_argument('--budget', type=float, help='seconds of rounds per point')
-    a.add_argument('--kernels', nargs='+', help='default: all (hde_sparse hde_sparse_csr hde_dense hde_auto pyg_transformer pyg_gat sdpa flex)')
+    a.add_argument('--kernels', nargs='+', help='default: all of hde_kit.bench.KERNELS (an unknown name lists them)')
     a.add_argument('--max-step-ms', type=float, help='skip kernels estimated slower than this per step (CPU)')
     a.add_argument('--max-memory-mb', type=float, help='skip kernels estimated to need more memory')
     a.add_argument('--quick', action='store_true', help='a small grid, about a minute on a CPU'); a.add_argument('--device')
