@@ -21,6 +21,8 @@ def figure_png(fig: Figure, dpi: int = INLINE_DPI) -> bytes:
 
 class InlineFigure(Figure):
     "A matplotlib `Figure` that Jupyter displays as `image/png` without pyplot (see the prose above)."
+    def __init__(self, *args, **kwargs):  # matplotlib's own __init__ is not introspectable by the docs' signature reader
+        super().__init__(*args, **kwargs)
     def _repr_png_(self) -> bytes: return figure_png(self)
 
 def new_figure(figsize: tuple[float, float], **kwargs) -> InlineFigure:

@@ -340,6 +340,7 @@ def attention_network(view: AttentionView, layer: int = -1, head: Union[int, str
                    'edges': {'smooth': {'enabled': True, 'type': 'curvedCW', 'roundness': 0.12}, 'arrows': {'to': {'scaleFactor': 0.5}}},
                    'nodes': {'font': {'strokeWidth': 3, 'strokeColor': '#ffffff'}}}
     net._hde_caption = _caption(view, layer, head, top_k, threshold, focus, hops)
+    net._hde_graph_nodes = view.graph.num_nodes   # every node is drawn; the page says how many the graph has
     return net
 
 def network_html(net, caption: Sequence[str] = ()) -> str:
@@ -365,7 +366,8 @@ def network_html(net, caption: Sequence[str] = ()) -> str:
     head += (f'<div style="font:12px sans-serif;margin:2px 8px">{legend} | gold answer: '
              f'<span style="color:{GOLD_COLOUR}">thick gold border</span>, prediction: black border; '
              'edges coloured by source type, width and opacity by attention; hover for text</div>')
-    return page.replace('<body>', '<body>\n' + head, 1)
+    nodes_attr = f' data-hde-graph-nodes="{int(net._hde_graph_nodes)}"' if hasattr(net, '_hde_graph_nodes') else ''
+    return page.replace('<body>', f'<body{nodes_attr}>\n' + head, 1)
 
 def attention_html(view: AttentionView, layer: int = -1, head: Union[int, str] = 'mean', top_k: Optional[int] = 3,
                    threshold: Optional[float] = None, path=None, height: Optional[str] = None, focus=None, hops: int = 2) -> str:
