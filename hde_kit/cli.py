@@ -60,7 +60,7 @@ def _read_graph_inputs(args):
     "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient)."
     from hde_kit.data import read_examples
     cfg = _config(args.config)
-    return read_examples(args.data, strict=cfg.data.strict), cfg
+    return read_examples(args.data, strict=cfg.data.strict, format=cfg.data.format), cfg
 
 def _graph_inputs(args):
     res, cfg = _read_graph_inputs(args)
@@ -71,7 +71,8 @@ def cmd_graphs_build(args) -> int:
     examples, cfg = _graph_inputs(args)
     res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     print(f"built {len(res.graphs)} graphs; {len(res.failed)} could not be built")
-    for id_, reason in res.failed.items(): print(f"{id_}: graph: {reason}")
+    from hde_kit.data import printable
+    for id_, reason in res.failed.items(): print(f"{printable(id_, 80)}: graph: {printable(reason, 400)}")   # ids are untrusted text
     return 0
 
 def cmd_graphs_stats(args) -> int:

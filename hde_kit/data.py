@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #f2715da8
 from __future__ import annotations
-import codecs, io, itertools, json, os, re, statistics, sys, tempfile, zipfile
+import codecs, io, itertools, json, lzma, math, os, re, stat as _stat, statistics, sys, tempfile, zipfile, zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 # %% auto #0
-__all__ = ['MASK_RE', 'KNOWN_KEYS', 'split_query', 'Example', 'Problem', 'DataError', 'record_label', 'check_record', 'RawRecord',
-           'iter_records', 'ReadResult', 'iter_examples', 'read_examples', 'validate', 'example_to_record',
+__all__ = ['MASK_RE', 'KNOWN_KEYS', 'MAX_TEXT_CHARS', 'MAX_FILE_BYTES', 'RECORD_FORMATS', 'split_query', 'Example', 'Problem',
+           'printable', 'DataError', 'record_label', 'check_record', 'RawRecord', 'iter_records', 'mhqa_to_record',
+           'convert_records', 'ReadResult', 'iter_examples', 'read_examples', 'validate', 'example_to_record',
            'write_examples', 'to_hf_dataset', 'from_hf_dataset', 'dataset_stats', 'format_stats', 'read_split']
 
 # %% ../nbs/01_data.ipynb #5ac084d4
@@ -69,10 +70,18 @@ class Problem:
     message: str
     reason: str = 'invalid'   # short key used to count skipped records
 
-    def __str__(self): return f"{self.record}: {self.field}: {self.message}"
+    def __str__(self): return f"{printable(self.record, 80)}: {printable(self.field, 80)}: {printable(self.message, 400)}"
     def line(self, with_file: bool = True) -> str:
         "The problem as one line, prefixed with its file."
-        return f"{self.file}: {self}" if with_file else str(self)
+        return f"{printable(self.file, 200)}: {self}" if with_file else str(self)
+
+def printable(s, limit: int = 200) -> str:
+    """`s` safe to print on a terminal: control characters, escape sequences, bidirectional overrides and lone
+    surrogates written as Python escapes (`\\x1b`, `\\u202e`), clipped to `limit` characters. Ids and text in data
+    files are untrusted: printed raw, an id could clear the screen or fake an "ok"."""
+    s = str(s)
+    out = ''.join(c if c.isprintable() else repr(c)[1:-1] for c in s[:limit])   # repr escapes exactly the non-printables
+    return out + f'... ({len(s)} characters)' if len(s) > limit else out
 
 class DataError(ValueError):
     "A bad record or file in strict mode (or a source that cannot be read at all); `.problem` says where."
@@ -103,6 +112,62 @@ def record_label(record, index: int) -> str:
     rid = record.get('id') if isinstance(record, dict) else None
     return rid if isinstance(rid, str) and rid.strip() and not _ESCAPED.search(rid) else f'#{index}'
 
+class _DuplicateKeys(dict):
+    "A JSON object that named some key twice (json keeps the last value): `.duplicates` lists those keys."
+    duplicates: tuple = ()
+
+def _object(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) < len(pairs):
+        d, seen = _DuplicateKeys(d), set()
+        d.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return d
+
+class _NonStandardNumber(float):
+    "NaN, Infinity or an integer too long for Python (> 4300 digits): read, then reported as a problem."
+    text: str = ''
+
+def _nonstandard(text: str) -> float:
+    x = _NonStandardNumber('nan'); x.text = text
+    return x
+
+def _parse_int(s: str):
+    return int(s) if len(s) <= 4300 else _nonstandard(f"an integer of {len(s)} digits")
+
+_JSON_HOOKS = dict(object_pairs_hook=_object, parse_constant=_nonstandard, parse_int=_parse_int)
+_DECODER = json.JSONDecoder(**_JSON_HOOKS)
+_SURROGATE = re.compile('[\ud800-\udfff]')
+
+def _oddity(v, bad_bytes: bool):
+    "The first thing in a decoded JSON value that is not plain, portable JSON: a message, or None."
+    if isinstance(v, str):
+        m = _SURROGATE.search(v)
+        if m and not (bad_bytes and _ESCAPED.match(v, m.start())):
+            return f"lone surrogate {printable(m.group())} at character {m.start()} (not valid Unicode text)"
+        return None
+    if isinstance(v, _NonStandardNumber): return f"non-standard JSON number: {v.text or repr(float(v))}"
+    if isinstance(v, float) and not math.isfinite(v): return f"non-standard JSON number: {v!r}"
+    if isinstance(v, dict):
+        if isinstance(v, _DuplicateKeys): return f"duplicate key {_short(v.duplicates[0])} in an object (JSON keeps only the last)"
+        for k, x in v.items():
+            found = _oddity(k, bad_bytes) or _oddity(x, bad_bytes)
+            if found: return found
+    elif isinstance(v, list):
+        for x in v:
+            found = _oddity(x, bad_bytes)
+            if found: return found
+    return None
+
+def _oddity_problems(record: dict, bad_bytes: bool) -> list[tuple[str, str, str]]:
+    "(field, reason, message) for each field holding a duplicate key, NaN / Infinity, a huge integer or a lone surrogate."
+    out = []
+    if isinstance(record, _DuplicateKeys):
+        out += [(k, 'duplicate_key', f"the record names {_short(k)} twice (JSON keeps only the last)") for k in dict.fromkeys(record.duplicates)]
+    for key, value in record.items():
+        found = _oddity(key, bad_bytes) or _oddity(value, bad_bytes)
+        if found: out.append((printable(key, 40), 'not_portable_json', found))
+    return out
+
 def _count_escaped(v) -> int:
     if isinstance(v, str): return len(_ESCAPED.findall(v))
     if isinstance(v, dict): return sum(_count_escaped(k) + _count_escaped(x) for k, x in v.items())
@@ -110,6 +175,8 @@ def _count_escaped(v) -> int:
     return 0
 
 # %% ../nbs/01_data.ipynb #20927b1e
+MAX_TEXT_CHARS = 1_000_000   # one support / candidate / query longer than this is refused: the tokenizer and graph would not fit
+
 def _check_string_list(value, name, what) -> list[tuple[str, str]]:
     "(reason, message) pairs for a field that must be a non-empty list of strings."
     if not isinstance(value, list): return [('wrong_type', f"expected a list of strings, got {_jtype(value)}")]
@@ -118,6 +185,12 @@ def _check_string_list(value, name, what) -> list[tuple[str, str]]:
     if bad:
         more = f" ({len(bad)} non-string items)" if len(bad) > 1 else ''
         return [('non_string_item', f"item {bad[0]} is {_jtype(value[bad[0]])}, expected a string{more}")]
+    long = [j for j, x in enumerate(value) if len(x) > MAX_TEXT_CHARS]
+    if long: return [('too_long', f"item {long[0]} has {len(value[long[0]])} characters, more than data.MAX_TEXT_CHARS ({MAX_TEXT_CHARS})")]
+    blank = [j for j, x in enumerate(value) if not x.strip()]
+    if blank:
+        more = f" ({len(blank)} blank items)" if len(blank) > 1 else ''
+        return [(f'blank_{name[:-1]}', f"item {blank[0]} is blank: every {what} needs text{more}")]
     return []
 
 def check_record(record, index: int = 0, file: str = '<record>', require_answer: bool = True,
@@ -131,6 +204,10 @@ def check_record(record, index: int = 0, file: str = '<record>', require_answer:
         if key not in record: found.append((key, 'missing_field', 'missing field'))
         elif not isinstance(record[key], str): found.append((key, 'wrong_type', f"expected a string, got {_jtype(record[key])}"))
         elif not record[key].strip(): found.append((key, 'empty_field', f"empty {key}"))
+        elif len(record[key]) > MAX_TEXT_CHARS:
+            found.append((key, 'too_long', f"{len(record[key])} characters, more than data.MAX_TEXT_CHARS ({MAX_TEXT_CHARS})"))
+        elif key == 'query' and not split_query(record[key])[1]:
+            found.append((key, 'no_subject', f"no subject: expected 'relation subject words', got {_short(record[key])}"))
     for key, what in (('supports', 'support document'), ('candidates', 'candidate')):
         if key not in record: found.append((key, 'missing_field', 'missing field'))
         else: found += [(key, r, m) for r, m in _check_string_list(record[key], key, what)]
@@ -145,6 +222,8 @@ def check_record(record, index: int = 0, file: str = '<record>', require_answer:
         if require_answer: found.append(('answer', 'missing_field', 'missing field (use null for an unlabelled example)'))
     elif record['answer'] is not None and not isinstance(record['answer'], str):
         found.append(('answer', 'wrong_type', f"expected a string or null, got {_jtype(record['answer'])}"))
+    elif isinstance(record['answer'], str) and not record['answer'].strip():
+        found.append(('answer', 'blank_answer', "blank answer (use null for an unlabelled example)"))
     elif isinstance(record['answer'], str) and cands_ok and cands and record['answer'] not in cands:
         ans = record['answer']
         hint = [c for c in cands if c.lower() == ans.lower()]
@@ -154,6 +233,7 @@ def check_record(record, index: int = 0, file: str = '<record>', require_answer:
         found.append(('meta', 'wrong_type', f"expected an object, got {_jtype(record['meta'])}"))
     bad_bytes = list(bad_bytes)
     if bad_bytes: found += _utf8_problems(record, bad_bytes)   # no scan of clean records: they decoded strictly
+    found += _oddity_problems(record, bool(bad_bytes))
     return [Problem(file, label, f, m, r) for f, r, m in found]
 
 def _utf8_problems(record: dict, offsets: list[int]) -> list[tuple[str, str, str]]:
@@ -205,24 +285,31 @@ def _json_error(file, text, msg, pos, label, where, base=0, prefix='', id_from=N
     return Problem(file, label, '(json)', f"{prefix}invalid JSON at {at}: {msg}{hint}", 'invalid_json')
 
 # %% ../nbs/01_data.ipynb #b5bbac0d
+def _not_a_list(file: str, value) -> Problem:
+    "The problem of a file whose top level is not a list; one record on its own is named by its id."
+    rid = value.get('id') if isinstance(value, dict) else None
+    if isinstance(rid, str) and 'query' in value:
+        return Problem(file, rid, '(file)', "the file holds this one record, not a list of records: wrap it in [ ]", 'not_a_list')
+    return Problem(file, '-', '(file)', f"top level is {_jtype(value)}, expected a list of records", 'not_a_list')
+
 def _parse_json_text(text: str, file: str, base: int = 0) -> tuple[list, list[Problem]]:
     "Records of a JSON list and the problems that stopped parsing (text from surrogateescape decoding)."
     if not text.strip(): return [], [Problem(file, '-', '(file)', 'empty file (only whitespace)' if text else 'empty file', 'empty_file')]
-    dec, records = json.JSONDecoder(), []
+    records = []
     i = _WS.match(text, 0).end()
     if text[i] != '[':
-        try: value = json.loads(text)
+        try: value = _DECODER.decode(text)
         except json.JSONDecodeError as e:
             hint = ' (one JSON value per line? name the file .jsonl)' if e.msg == 'Extra data' and text[i] == '{' else ''
             return [], [_json_error(file, text, e.msg, e.pos, '-', 'inside the top-level value', base, hint=hint)]
         except RecursionError: return [], [Problem(file, '-', '(json)', 'invalid JSON: nested too deeply', 'invalid_json')]
-        return [], [Problem(file, '-', '(file)', f"top level is {_jtype(value)}, expected a list of records", 'not_a_list')]
+        return [], [_not_a_list(file, value)]
     i = _WS.match(text, i + 1).end()
     if text.startswith(']', i): i = _WS.match(text, i + 1).end(); closed = True
     else: closed = False
     while not closed:
         start = i
-        try: rec, i = dec.raw_decode(text, i)
+        try: rec, i = _DECODER.raw_decode(text, i)
         except json.JSONDecodeError as e:
             k = len(records)
             return records, [_json_error(file, text, e.msg, e.pos, f'#{k}', f'inside record #{k}', base, id_from=start)]
@@ -244,7 +331,7 @@ def _iter_json(opener: Callable, file: str) -> Iterator[Union[RawRecord, Problem
     bad: list[int] = []
     problems: list[Problem] = []
     try:
-        with opener() as fb: data = json.load(io.TextIOWrapper(fb, encoding='utf-8', newline=''))
+        with opener() as fb: data = json.load(io.TextIOWrapper(fb, encoding='utf-8', newline=''), **_JSON_HOOKS)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         # slow path: exact byte offsets, and the complete records before a syntax error
         with opener() as fb: raw = fb.read()
@@ -253,8 +340,7 @@ def _iter_json(opener: Callable, file: str) -> Iterator[Union[RawRecord, Problem
         if _ESCAPED.search(text): bad = _byte_offsets(text, (m.start() for m in _ESCAPED.finditer(text)), base)
         data, problems = _parse_json_text(text, file, base); del text
     else:
-        if not isinstance(data, list):
-            yield Problem(file, '-', '(file)', f"top level is {_jtype(data)}, expected a list of records", 'not_a_list'); return
+        if not isinstance(data, list): yield _not_a_list(file, data); return
     used = 0
     for i in range(len(data)):
         rec, data[i] = data[i], None          # hand the record over: the dataset is never held twice
@@ -272,7 +358,7 @@ def _iter_jsonl(opener: Callable, file: str) -> Iterator[Union[RawRecord, Proble
             if not line.strip(): continue
             text = line.decode('utf-8', 'surrogateescape')
             bad = _byte_offsets(text, (m.start() for m in _ESCAPED.finditer(text)), start) if _ESCAPED.search(text) else []
-            try: rec = json.loads(text)
+            try: rec = _DECODER.decode(text)
             except json.JSONDecodeError as e:
                 yield _json_error(file, text, e.msg, e.pos, f'#{index}', 'inside the line', start, f"line {lineno}: ", id_from=0)
             except RecursionError:
@@ -289,8 +375,13 @@ def _file_kind(name: str, opener: Callable) -> str:
     with opener() as fb: head = fb.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
     return 'jsonl' if head.startswith(b'{') else 'json'
 
+_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError)
+
 def _iter_file(opener: Callable, file: str) -> Iterator[Union[RawRecord, Problem]]:
-    return (_iter_jsonl if _file_kind(file, opener) == 'jsonl' else _iter_json)(opener, file)
+    "The records of one file; a file (or zip member) that cannot be read ends the stream with one problem."
+    try: yield from (_iter_jsonl if _file_kind(file, opener) == 'jsonl' else _iter_json)(opener, file)
+    except _READ_ERRORS as e:   # permissions, a bad CRC, a corrupt deflate stream, a truncated member, ...
+        yield Problem(file, '-', '(file)', f"cannot read: {getattr(e, 'strerror', None) or e}", 'unreadable')
 
 # %% ../nbs/01_data.ipynb #4fa71636
 _QANGAROO_RE = re.compile(r'(?:^|/)(wikihop|medhop)/(train|dev|test)(\.masked)?\.json$')
@@ -332,6 +423,28 @@ def _is_hf_dataset(obj) -> bool:
     ds = sys.modules.get('datasets')   # no import: datasets is slow to import and only needed if the caller has one
     return ds is not None and isinstance(obj, (ds.Dataset, ds.IterableDataset))
 
+MAX_FILE_BYTES = 2 << 30    # a data file (or zip member) larger than this is refused: it would not fit in memory once parsed
+
+def _check_regular(path: Path):
+    "Refuse devices, pipes and sockets (a link to /dev/zero never ends, a named pipe blocks) and oversized files."
+    try: st = path.stat()
+    except OSError as e: raise DataError(Problem(str(path), '-', '(file)', f"cannot read: {e.strerror or e}", 'unreadable')) from None
+    if not _stat.S_ISREG(st.st_mode):
+        raise DataError(Problem(str(path), '-', '(file)', "not a regular file (a device, pipe or socket); refusing to read it", 'not_a_file'))
+    if st.st_size > MAX_FILE_BYTES:
+        raise DataError(Problem(str(path), '-', '(file)', f"{st.st_size} bytes: larger than data.MAX_FILE_BYTES "
+                                f"({MAX_FILE_BYTES}); split it into smaller files", 'too_large'))
+
+def _check_zip_member(path: Path, member: str, name: str):
+    "Refuse members zipfile cannot read (encrypted, unknown compression) or that expand beyond MAX_FILE_BYTES."
+    with zipfile.ZipFile(path) as zf: info = zf.getinfo(member)
+    why = ("encrypted (password-protected); extract it and name the file" if info.flag_bits & 0x1 else
+           f"compressed with method {info.compress_type}, which zipfile cannot read; extract it and name the file"
+           if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA) else
+           f"expands to {info.file_size} bytes, more than data.MAX_FILE_BYTES ({MAX_FILE_BYTES})"
+           if info.file_size > MAX_FILE_BYTES else None)
+    if why: raise DataError(Problem(name, '-', '(file)', f"zip member {why}", 'bad_zip'))
+
 def _iter_hf(ds, file: str) -> Iterator[Union[RawRecord, Problem]]:
     for i, row in enumerate(ds):
         row = dict(row)
@@ -357,19 +470,22 @@ def _source(source, dataset=None, split=None, masked=False) -> tuple[str, Iterat
             path = path.resolve()
             member = _pick_member(_dir_files(path), str(path), dataset, split, masked)
             name = str(path.parent/member)
+            _check_regular(path.parent/member)
             return name, _iter_file(partial(open, path.parent/member, 'rb'), name)
         if not path.exists(): raise DataError(Problem(str(path), '-', '(source)', 'no such file or directory', 'not_found'))
+        _check_regular(path)
         if path.suffix.lower() == '.zip':
             try:
                 with zipfile.ZipFile(path) as zf: names = [n for n in zf.namelist() if not n.endswith('/')]
             except zipfile.BadZipFile as e: raise DataError(Problem(str(path), '-', '(file)', f"not a valid zip file: {e}", 'bad_zip'))
             member = _pick_member(names, str(path), dataset, split, masked)
             name = f"{path}:{member}"
+            _check_zip_member(path, member, name)
             return name, _iter_file(partial(_open_zip_member, path, member), name)
         return str(path), _iter_file(partial(open, path, 'rb'), str(path))
     if _is_hf_dataset(source): return '<datasets.Dataset>', _iter_hf(source, '<datasets.Dataset>')
     if isinstance(source, dict):
-        return '<records>', iter([Problem('<records>', '-', '(file)', 'top level is an object, expected a list of records', 'not_a_list')])
+        return '<records>', iter([_not_a_list('<records>', source)])
     if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)): return '<records>', _iter_python(source, '<records>')
     raise DataError(Problem(repr(type(source)), '-', '(source)', 'expected a path, a list of records or a datasets.Dataset', 'bad_source'))
 
@@ -377,6 +493,111 @@ def iter_records(source, dataset: Optional[str] = None, split: Optional[str] = N
                  masked: bool = False) -> Iterator[Union[RawRecord, Problem]]:
     "Stream the raw records of any source (JSON lines are streamed), with a `Problem` for each undecodable part."
     return _source(source, dataset, split, masked)[1]
+
+# %% ../nbs/01_data.ipynb #ef1f7da1
+RECORD_FORMATS = ('auto', 'qangaroo', 'mhqa')
+
+class _FieldError(ValueError):
+    "A bad field of an annotated record: `.field` names it."
+    def __init__(self, field: str, message: str): self.field = field; super().__init__(message)
+
+def _ints(text, field: str, n: int) -> list[tuple[int, ...]]:
+    "'a-b-c d-e-f' -> [(a, b, c), (d, e, f)] (n numbers per item)."
+    if not isinstance(text, str): raise _FieldError(field, f"expected a string of '-'-joined numbers, got {_jtype(text)}")
+    out = []
+    for item in text.split():
+        parts = item.split('-')
+        if len(parts) != n or not all(p.isdigit() for p in parts):
+            raise _FieldError(field, f"{item!r} is not {n} '-'-joined numbers")
+        out.append(tuple(map(int, parts)))
+    return out
+
+def _snippet(snip, j: int) -> tuple[str, list, list, list]:
+    "(text, token char spans, mention token spans, coref clusters as (start, end, head) token triples) of web snippet j."
+    where = f"web_snippets[{j}]"
+    if not isinstance(snip, dict) or not isinstance(snip.get('snippet'), str): raise _FieldError(f"{where}.snippet", "missing or not a string")
+    ann = snip.get('annotations')
+    if not isinstance(ann, dict): raise _FieldError(f"{where}.annotations", "missing or not an object")
+    text = snip['snippet']
+    toks = [(a, b) for _, a, b in _ints(ann.get('positions', ''), f"{where}.annotations.positions", 3)]
+    bad = next((i for i, (a, b) in enumerate(toks) if not 0 <= a <= b <= len(text)), None)
+    if bad is not None: raise _FieldError(f"{where}.annotations.positions", f"token {bad} spans characters {toks[bad]} outside the {len(text)}-character snippet")
+    def token_span(s, e, field):
+        if not 0 <= s <= e < len(toks): raise _FieldError(field, f"tokens {s}-{e} outside the snippet's {len(toks)} tokens")
+        return s, e
+    mentions = [token_span(s, e, f"{where}.annotations.mentions") for s, e in _ints(ann.get('mentions', ''), f"{where}.annotations.mentions", 2)]
+    chains = ann.get('corefs', [])
+    if not isinstance(chains, list): raise _FieldError(f"{where}.annotations.corefs", f"expected a list, got {_jtype(chains)}")
+    clusters = []
+    for c, chain in enumerate(chains):
+        field = f"{where}.annotations.corefs[{c}]"
+        cluster = []
+        for s, e, h in _ints(chain, field, 3):
+            token_span(s, e, field)
+            if not s <= h <= e: raise _FieldError(field, f"head token {h} outside its mention {s}-{e}")
+            cluster.append((s, e, h))
+        clusters.append(cluster)
+    return text, toks, mentions, clusters
+
+def _split_question(question: str, supports: list[str]) -> str:
+    """The QAngaroo query of an MHQA question, whose relation lost its underscores (`date of death archie cochrane`).
+    The subject is the longest ending of the question that a snippet contains, extended to the left over words the
+    snippets write capitalised (name parts: `rossell` -> `juan rossell` when a snippet says "Juan Miguel Rossell");
+    the words before it are the relation. When no ending occurs, the first word is taken as the relation."""
+    words = question.split()
+    if len(words) < 2: return question
+    words_of = lambda t: ' '.join(re.findall(r'[^\W_]+', t.lower()))
+    texts = [f" {words_of(s)} " for s in supports]
+    k = next((k for k in range(1, len(words)) if any(f" {words_of(' '.join(words[k:]))} " in t for t in texts)), None)
+    if k is None: return '_'.join(words[:1]) + ' ' + ' '.join(words[1:])
+    capitalised = {w.lower() for s in supports for w in re.findall(r'\b[A-Z][^\W_]*', s)}
+    while k > 1 and words[k - 1].lower() in capitalised: k -= 1
+    return '_'.join(words[:k]) + ' ' + ' '.join(words[k:])
+
+def mhqa_to_record(rec: dict) -> dict:
+    """A QAngaroo record from an MHQA / Coref-GRU CoreNLP-annotated WikiHop record (`question`, `web_snippets` with
+    CoreNLP `annotations`, `candidates` as mention pointers, `answer` as a candidate index). Raises `_FieldError`."""
+    for k, kind in (('id', str), ('question', str), ('web_snippets', list), ('candidates', list)):
+        if not isinstance(rec.get(k), kind): raise _FieldError(k, f"missing or not {'a string' if kind is str else 'a list'}")
+    snippets = [_snippet(s, j) for j, s in enumerate(rec['web_snippets'])]
+    supports = [s[0] for s in snippets]
+    candidates = []
+    for c, pointers in enumerate(rec['candidates']):
+        field = f"candidates[{c}]"
+        refs = [tuple(map(int, p.split(':'))) for p in pointers.split()] if isinstance(pointers, str) and \
+               all(re.fullmatch(r'\d+:\d+', p) for p in pointers.split()) else None
+        if not refs: raise _FieldError(field, f"expected 'snippet:mention' pointers, got {_short(pointers)}")
+        j, k = refs[0]
+        if j >= len(snippets) or k >= len(snippets[j][2]):
+            raise _FieldError(field, f"pointer {j}:{k} names no mention ({len(snippets)} snippets)")
+        text, toks, mentions, _ = snippets[j]
+        s, e = mentions[k]
+        candidates.append(text[toks[s][0]:toks[e][1]].lower())
+    answer = rec.get('answer')
+    if answer is not None and not (type(answer) is int and 0 <= answer < len(candidates)):
+        raise _FieldError('answer', f"expected a candidate index below {len(candidates)}, got {_short(answer)}")
+    coref = [[[j, toks[s][0], toks[e][1], toks[h][0], toks[h][1]] for s, e, h in cl]
+             for j, (_, toks, _, clusters) in enumerate(snippets) for cl in clusters]
+    return {'id': rec['id'], 'query': _split_question(rec['question'], supports), 'supports': supports,
+            'candidates': candidates, 'answer': None if answer is None else candidates[answer],
+            'annotations': {'coref': coref}, 'meta': {'format': 'mhqa', 'question': rec['question']}}
+
+def _is_mhqa(rec) -> bool: return isinstance(rec, dict) and 'web_snippets' in rec
+
+def convert_records(stream, format: str = 'auto') -> Iterator[Union[RawRecord, Problem]]:
+    """Records of another format converted to QAngaroo records: `mhqa` converts every record (an unconvertible one is
+    a `Problem` naming the record and field), `auto` the records that look like MHQA (a `web_snippets` key), `qangaroo` none."""
+    if format not in RECORD_FORMATS: raise ValueError(f"format={format!r}: expected one of {RECORD_FORMATS}")
+    for item in stream:
+        if isinstance(item, RawRecord) and (format == 'mhqa' or (format == 'auto' and _is_mhqa(item.record))):
+            rec = item.record
+            try:
+                if not isinstance(rec, dict): raise _FieldError('(record)', f"expected an object, got {_jtype(rec)}")
+                item = replace(item, record=mhqa_to_record(rec))
+            except _FieldError as e:
+                where = f" (line {item.line})" if item.line is not None else ''
+                item = Problem(item.file, record_label(rec, item.index), e.field, f"{e}{where}", 'bad_annotations')
+        yield item
 
 # %% ../nbs/01_data.ipynb #548e0091
 @dataclass(repr=False)
@@ -422,16 +643,19 @@ def _examples(stream, strict, require_answer, problems, skipped) -> Iterator[Exa
 
 def iter_examples(source, strict: bool = False, dataset: Optional[str] = None, split: Optional[str] = None,
                   masked: bool = False, require_answer: bool = True, problems: Optional[list] = None,
-                  skipped: Optional[Counter] = None) -> Iterator[Example]:
+                  skipped: Optional[Counter] = None, format: str = 'auto') -> Iterator[Example]:
     "Stream validated Examples; lenient problems are appended to `problems` and counted in `skipped`."
     _, stream = _source(source, dataset, split, masked)
+    stream = convert_records(stream, format)
     return _examples(stream, strict, require_answer, [] if problems is None else problems,
                      Counter() if skipped is None else skipped)
 
 def read_examples(source, strict: bool = False, dataset: Optional[str] = None, split: Optional[str] = None,
-                  masked: bool = False, require_answer: bool = True, limit: Optional[int] = None) -> ReadResult:
+                  masked: bool = False, require_answer: bool = True, limit: Optional[int] = None,
+                  format: str = 'auto') -> ReadResult:
     "Read and validate the examples of a QAngaroo file / directory / zip, JSON (lines), list of records or HF dataset."
     name, stream = _source(source, dataset, split, masked)
+    stream = convert_records(stream, format)   # annotated formats (MHQA) -> QAngaroo records
     problems, skipped = [], Counter()
     it = _examples(stream, strict, require_answer, problems, skipped)
     examples = list(itertools.islice(it, limit) if limit is not None else it)
@@ -539,4 +763,5 @@ def read_split(cfg, split: str = 'train') -> Optional[ReadResult]:
     return read_examples(path, strict=getattr(data, 'strict', False),
                          dataset=None if dataset in ('auto', 'records', 'synthetic') else dataset,
                          split=split, masked=getattr(data, 'masked', False),
-                         require_answer=getattr(data, 'require_answer', True), limit=getattr(data, 'max_examples', None))
+                         require_answer=getattr(data, 'require_answer', True), limit=getattr(data, 'max_examples', None),
+                         format=getattr(data, 'format', 'auto'))

@@ -21,10 +21,10 @@ from .config import GraphConfig, config_hash
 # %% auto #0
 __all__ = ['NUM_FORWARD_EDGE_TYPES', 'TYPE_VOCABULARY_VERSION', 'SWITCH_EFFECTS', 'ALL_ON', 'GRAPH_CACHE_VERSION', 'NodeType',
            'EdgeType', 'type_vocabulary', 'check_type_vocabulary', 'GraphOptions', 'graph_options', 'GraphBuildError',
-           'drop_order', 'build_graph', 'to_hetero', 'BuildResult', 'iter_graphs', 'build_graphs', 'fake_tokenised',
-           'answer_hops', 'graph_stats', 'dataset_graph_stats', 'format_graph_stats', 'plot_graph_stats',
-           'GraphCacheWarning', 'cache_root', 'graph_cache_key', 'CachedGraphs', 'GraphCache', 'dataset_cache_key',
-           'build_dataset_graphs']
+           'graph_size', 'drop_order', 'build_graph', 'to_hetero', 'BuildResult', 'iter_graphs', 'build_graphs',
+           'fake_tokenised', 'answer_hops', 'graph_stats', 'dataset_graph_stats', 'format_graph_stats',
+           'plot_graph_stats', 'GraphCacheWarning', 'cache_root', 'graph_cache_key', 'CachedGraphs', 'GraphCache',
+           'dataset_cache_key', 'build_dataset_graphs']
 
 # %% ../nbs/04_graph.ipynb #7cd223d8
 class NodeType(IntEnum):
@@ -290,8 +290,59 @@ def _assemble(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> Data:
         subject_key_id=p.subject_key_id, num_dropped_supports=S - D)
 
 # %% ../nbs/04_graph.ipynb #aa4e3614
-def _fits(data: Data, o: GraphOptions) -> bool:
-    return (not o.max_nodes or data.num_nodes <= o.max_nodes) and (not o.max_edges or data.edge_index.shape[1] <= o.max_edges)
+def _pair_count(counts: np.ndarray) -> int:
+    "Unordered pairs within groups of the given sizes."
+    counts = counts.astype(np.int64)
+    return int((counts * (counts - 1) // 2).sum())
+
+def _count_below(keys: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
+    "How many of the sorted `keys` are < (side='left') or <= (side='right') each of `values`."
+    return np.searchsorted(keys, values, side=side)
+
+def graph_size(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> tuple[int, int]:
+    """(nodes, edges) that `_assemble(p, o, keep)` would build, counted in O(mentions + sentences) memory without
+    materialising a single mention pair: size limits are checked before anything quadratic is allocated."""
+    S, C = p.num_supports, len(p.cand_len)
+    D = int(keep.sum())
+    in_kept = keep[p.m_sup] if len(p.m_sup) else np.zeros(0, bool)
+    e_sup, e_key, e_cand = p.m_sup[in_kept], p.m_key[in_kept], p.m_cand[in_kept]
+    e_start, e_end = p.m_start[in_kept], p.m_end[in_kept]
+    M = len(e_sup)
+    t_keep = keep[p.s_sup] if (o.use_sentence_nodes and len(p.s_sup)) else np.zeros(0, bool)
+    t_sup, t_start, t_end = p.s_sup[t_keep] if len(t_keep) else t_keep, p.s_start[t_keep] if len(t_keep) else t_keep, p.s_end[t_keep] if len(t_keep) else t_keep
+    T = int(len(t_sup)); Q = 1 if o.use_query_node else 0; SQ = D if o.use_subquery_nodes else 0
+    N = D + M + C + T + Q + SQ
+    has = e_cand >= 0
+    width = max(D, 1)
+    doc_of = np.full(S, -1, np.int64); doc_of[np.flatnonzero(keep)] = np.arange(D)
+    pairs = len(np.unique(e_cand[has] * width + doc_of[e_sup[has]])) + M + int(has.sum())   # HDE 1, 2, 3
+    same_doc = _pair_count(np.bincount(e_sup, minlength=S)) if M else 0
+    n_keys = int(p.m_key.max()) + 1 if len(p.m_key) else 1
+    same_key = _pair_count(np.bincount(e_key, minlength=n_keys)) if M else 0
+    both = _pair_count(np.unique(e_key * S + e_sup, return_counts=True)[1]) if M else 0
+    if o.use_codocument_edges: pairs += same_doc
+    if o.use_comention_edges: pairs += same_key - both
+    pairs += C * (C - 1) // 2                                                           # HDE 6
+    if o.use_compliment_edges: pairs += M * (M - 1) // 2 - same_doc - same_key + both
+    if T:
+        if o.connect_sent2doc: pairs += T
+        # entity2sentence: sentences of the mention's support with start < mention end, minus those ending at or
+        # before its start (t_start < t_end, so those are a subset of the first)
+        span = int(max(p.support_len.max(initial=0), 1)) + 1
+        starts, ends = np.sort(t_sup * span + t_start), np.sort(t_sup * span + t_end)
+        pairs += int((_count_below(starts, e_sup * span + e_end, 'left') - _count_below(starts, e_sup * span, 'left')
+                      - (_count_below(ends, e_sup * span + e_start, 'right') - _count_below(ends, e_sup * span, 'right'))).sum())
+        if o.connect_sent2sent: pairs += int((t_sup[1:] == t_sup[:-1]).sum())
+    if o.use_coref_edges:
+        kept_mention = np.zeros(len(p.m_sup), bool); kept_mention[np.flatnonzero(in_kept)] = True
+        pairs += sum(n * (n - 1) // 2 for n in (int(kept_mention[np.unique(np.asarray(c, np.int64))].sum()) for c in p.coref))
+    if Q: pairs += N - 1
+    if SQ: pairs += D + M + T + D * C
+    return N, 2 * pairs + (N if o.add_self_loops else 0)
+
+def _fits(size: tuple, o: GraphOptions) -> bool:
+    nodes, edges = size
+    return (not o.max_nodes or nodes <= o.max_nodes) and (not o.max_edges or edges <= o.max_edges)
 
 def drop_order(p: _Prepared) -> np.ndarray:
     "Supports in the order the size-limit policy drops them (least relevant first); subject supports are absent."
@@ -307,24 +358,23 @@ def build_graph(tok, cfg=None, **overrides) -> Data:
     o = graph_options(cfg, **overrides)
     p = _prepare(tok)
     keep = np.ones(p.num_supports, bool)
-    data = _assemble(p, o, keep)
-    if _fits(data, o): return data
+    full = graph_size(p, o, keep)    # sizes are counted, not built: memory stays bounded by max_nodes / max_edges
+    if _fits(full, o): return _assemble(p, o, keep)
     order = drop_order(p)
     def without(k):
         kk = keep.copy(); kk[order[:k]] = False
-        return _assemble(p, o, kk)
-    smallest = without(len(order))
+        return kk
+    smallest = graph_size(p, o, without(len(order)))
     if not _fits(smallest, o):
-        raise GraphBuildError(f"graph too large: {data.num_nodes} nodes, {data.num_edges} edges (max_nodes={o.max_nodes}, "
-                              f"max_edges={o.max_edges}); still {smallest.num_nodes} nodes, {smallest.num_edges} edges "
+        raise GraphBuildError(f"graph too large: {full[0]} nodes, {full[1]} edges (max_nodes={o.max_nodes}, "
+                              f"max_edges={o.max_edges}); still {smallest[0]} nodes, {smallest[1]} edges "
                               f"after dropping all {len(order)} supports that do not mention the subject", tok.id)
-    lo, hi, best = 1, len(order), smallest       # invariant: dropping hi supports fits
+    lo, hi = 1, len(order)       # invariant: dropping hi supports fits
     while lo < hi:
         mid = (lo + hi) // 2
-        cand = without(mid)
-        if _fits(cand, o): hi, best = mid, cand
+        if _fits(graph_size(p, o, without(mid)), o): hi = mid
         else: lo = mid + 1
-    return best
+    return _assemble(p, o, without(hi))
 
 # %% ../nbs/04_graph.ipynb #94989175
 SWITCH_EFFECTS = {  # switch -> (node types it adds, edge types it changes, starting from everything on)

@@ -96,7 +96,8 @@ def build_corpus():
     add('invalid_after_multibyte.json', data, ('bad', '(json)', 'invalid_json', f"invalid JSON at byte {at},"), 2)
     add('jsonl_named_json.json', jsonl(rec('a'), rec('b')), ('-', '(json)', 'invalid_json', 'name the file .jsonl'), 0)
     # --- top level and record shapes
-    add('top_object.json', OK, ('-', '(file)', 'not_a_list', 'top level is an object, expected a list'), 0)
+    add('top_object.json', OK, ('ok_0', '(file)', 'not_a_list', 'holds this one record, not a list of records'), 0)
+    add('top_other_object.json', b'{"records": []}', ('-', '(file)', 'not_a_list', 'top level is an object, expected a list'), 0)
     add('top_string.json', b'"records"', ('-', '(file)', 'not_a_list', 'top level is a string'), 0)
     add('top_number.json', b'42', ('-', '(file)', 'not_a_list', 'top level is a number'), 0)
     add('record_string.json', jlist('WH_train_0'), ('#1', '(record)', 'not_an_object', 'record is a string, expected an object'), 1)

@@ -422,3 +422,45 @@ def test_batching_and_dataloader_over_the_cache(tmp_path):
         assert (b.node_candidate[b.node_type == NodeType.candidate] < b.num_candidates[b.batch[b.node_type == NodeType.candidate]]).all()
         seen += b.id
     assert sorted(seen) == sorted(t.id for t in toks)
+
+
+def test_graph_size_counts_exactly_what_assemble_builds():
+    "The size check counts nodes and edges without building pairs; it must agree with the built graph for every switch."
+    import dataclasses, random
+    import numpy as np
+    from hde_kit.graph import _prepare, _assemble, graph_size
+    switches = [k for k, v in ALL_ON.items() if isinstance(v, bool)]
+    rng = random.Random(0)
+    for tok in fake_tokenised(12, seed=11):
+        n = len(tok.mentions)   # coreference clusters (with a repeated index) and sentences overlapping mentions
+        clusters = [rng.sample(range(n), rng.randint(2, 6)) + [0] for _ in range(3)]
+        sents = tok.sentences + [(s, a, a + 3) for s, a, _ in tok.sentences[:5]]
+        p = _prepare(dataclasses.replace(tok, coref_clusters=clusters, sentences=sents))
+        for _ in range(8):
+            o = graph_options(None, **{s: rng.random() < 0.6 for s in switches})
+            keep = np.array([rng.random() < 0.7 for _ in range(p.num_supports)])
+            g = _assemble(p, o, keep)
+            assert graph_size(p, o, keep) == (g.num_nodes, g.edge_index.shape[1]), o
+
+
+ITEM2 = {   # inputs that pass validation and used to exhaust memory before the size check
+    'one support repeating a candidate 20,000 times': ['paris france ' * 20000],
+    'a 900 KB support': [('paris is in france . ' * 45000)],
+    '10,000 supports': [f'paris is near france {i} .' for i in range(10000)],
+}
+
+@pytest.mark.parametrize('name', list(ITEM2) + ['5,000 candidates'])
+def test_graph_building_memory_is_bounded_by_the_limits(name):
+    "Peak memory (tracemalloc: numpy and Python allocations) of build_graph stays small however large the input."
+    import tracemalloc
+    from hde_kit.data import Example
+    from hde_kit.text import tokenise_example
+    cands = ['france'] + ([f'c{i}' for i in range(4999)] if name == '5,000 candidates' else ['spain'])
+    ex = Example('x', 'located_in paris', ITEM2.get(name, ['paris is in france .'] * 3), cands, 'france')
+    tok = tokenise_example(ex)
+    tracemalloc.start()
+    try:
+        with pytest.raises(GraphBuildError, match='graph too large'): build_graph(tok, max_nodes=2000, max_edges=200_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"       # before the size check counted, these asked for 2.4 GB to 121 GiB
