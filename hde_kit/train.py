@@ -107,7 +107,7 @@ def read_split(path, data_cfg, split: Optional[str] = None, require_answer: Opti
                          dataset=dataset if dataset in ('wikihop', 'medhop') else None, split=split,
                          masked=bool(getattr(data_cfg, 'masked', False)),
                          require_answer=getattr(data_cfg, 'require_answer', True) if require_answer is None else require_answer,
-                         limit=getattr(data_cfg, 'max_examples', None))
+                         limit=getattr(data_cfg, 'max_examples', None), format=getattr(data_cfg, 'format', 'auto'))
 
 _SYNTH_FIELDS = ('hops', 'n_train', 'n_dev', 'num_docs', 'num_candidates', 'synth_seed', 'masked', 'mix_hops')
 
