@@ -40,10 +40,11 @@ def _data_options(s):
     g.add_argument('--masked', action='store_true', default=None, help='the masked variant (train.masked.json, dev.masked.json)')
 
 def _read(args, path, cfg=None, **kw):
-    "Read `path` with the command's --dataset/--split/--masked (unset: the config's `data.dataset` and `data.masked`)."
+    "Read `path` with the command's --dataset/--split/--masked (unset: the config's `data.dataset` and `data.masked`) and the config's `data.format`."
     from hde_kit.data import read_examples
     dataset = args.dataset or (cfg.data.dataset if cfg is not None and cfg.data.dataset in ('wikihop', 'medhop') else None)
     masked = args.masked or bool(cfg is not None and cfg.data.masked)
+    if cfg is not None: kw.setdefault('format', cfg.data.format)
     return read_examples(path, dataset=dataset, split=args.split, masked=masked, **kw)
 
 # %% ../nbs/14_cli.ipynb #4b39aa2b

@@ -1053,7 +1053,8 @@ def run_examples(cfg, data_path=None, dataset: Optional[str] = None, split: Opti
     if data_path is not None:
         dataset = dataset or (cfg.data.dataset if cfg.data.dataset in ('wikihop', 'medhop') else None)
         return read_examples(data_path, dataset=dataset, split=split,
-                             masked=bool(cfg.data.masked) if masked is None else masked).examples
+                             masked=bool(cfg.data.masked) if masked is None else masked,
+                             format=getattr(cfg.data, 'format', 'auto')).examples
     if cfg.data.dev: return read_split(cfg, 'dev').examples   # the run's own dev data: its zip member too
     from hde_kit.synthetic import generate_from_config
     return generate_from_config(cfg.data)[1]
