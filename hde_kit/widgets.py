@@ -70,8 +70,9 @@ def as_examples(source=None) -> list:
     return res.examples
 
 def _plain_options(options) -> dict:
-    "Graph options as config values (a limit of None is written 0: no limit)."
-    return {k: (0 if v is None else v) for k, v in dataclasses.asdict(graph_options(options)).items()}
+    """Graph options as config values. A config always bounds graph size (so that memory stays bounded), so a size
+    limit of None or 0 ("no limit" in `GraphOptions` and in the explorer) is left out and the config's own limit applies."""
+    return {k: v for k, v in dataclasses.asdict(graph_options(options)).items() if not (k in LIMITS and not v)}
 
 def as_config(cfg=None):
     "A full config from `None` (the defaults), a YAML path, a config, or graph options (`GraphOptions`, a dict, a `graph` section)."

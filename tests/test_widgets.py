@@ -145,7 +145,8 @@ def test_export_writes_a_config_that_reproduces_the_graph(explorer, syn, tmp_pat
     path = tmp_path / 'exp' / 'chosen.yaml'
     doc = yaml.safe_load(path.read_text())
     assert (path.parent / doc['base']).resolve() == (ROOT / 'configs' / 'base.yaml').resolve()
-    assert set(doc['graph']) == set(DEFAULTS)
+    no_limit = {k for k in ('max_nodes', 'max_edges') if not getattr(explorer.options, k)}   # not a config value: the base's applies
+    assert set(doc['graph']) == set(DEFAULTS) - no_limit
     cfg = load_config(path)
     assert cfg.name == 'base' and cfg.text.coref == 'rules'   # from the base, and the explorer's text options
     assert set(doc) == {'base', 'graph', 'text'}
