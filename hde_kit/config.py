@@ -27,6 +27,7 @@ class DataConfig:
     dev: Optional[str] = None
     test: Optional[str] = None
     dataset: str = "auto"             # auto | wikihop | medhop | synthetic | records
+    format: str = "auto"              # record format: auto | qangaroo | mhqa (CoreNLP-annotated MHQA / Coref-GRU JSON lines)
     masked: bool = False              # read the masked variant of a QAngaroo split
     strict: bool = False              # strict: raise on the first bad record; lenient: skip and count it
     require_answer: bool = True       # False: a record without an `answer` key is read as unlabelled

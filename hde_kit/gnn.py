@@ -21,8 +21,9 @@ with warnings.catch_warnings():
     torch.sparse_csr_tensor(torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0), (0, 0))
 
 # %% auto #0
-__all__ = ['DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'kernel_costs', 'choose_kernel',
-           'GraphAttention', 'PyGCore', 'MeanMessages', 'SageAsym', 'make_layer', 'GNNLayer', 'GNNStack']
+__all__ = ['DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments', 'size_buckets',
+           'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention', 'PyGCore',
+           'MeanMessages', 'SageAsym', 'make_layer', 'GNNLayer', 'GNNStack']
 
 # %% ../nbs/07_gnn.ipynb #2c8b7d6c
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -227,12 +228,15 @@ def _dense_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop
     n, m, h = mask.size(0), mask.size(1), q.size(1)
     flat = layout.flat_index(relational)                                       # position of each edge in the [N, M] matrix
     qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)       # [H, N, D], [H, M, D]
-    neg = layout.additive_mask(relational, q.dtype)                            # 0 at edges, -inf elsewhere, [N, M]
+    fused = qe is None and ev is None and drop is None and not need_alpha      # SDPA with the boolean mask, nothing else
+    neg = None if fused else layout.additive_mask(relational, q.dtype)         # 0 at edges, -inf elsewhere, [N, M]
     if qe is not None:   # the type-key term q_t . E_K[r] written into the mask at the edges
         typed = _gather_type_scores(qe, layout.dst, layout.edge_type)          # [E, H]
         neg = neg.expand(h, n, m).reshape(h, n * m).index_copy(1, flat, typed.T).view(h, n, m)
     if ev is None and drop is None and not need_alpha:
-        o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask if qe is None else neg, scale=1.0)
+        # 4-D, as nn.MultiheadAttention calls it: SDPA runs its fused kernels only on [B, H, N, D] (3-D: the math path)
+        o = F.scaled_dot_product_attention(qh[None], kh[None], vh[None], attn_mask=mask if qe is None else neg,
+                                           scale=1.0)[0]
         alpha = None
     else:
         p = torch.baddbmm(neg.expand(h, n, m), qh, kh.transpose(1, 2)).softmax(-1)
@@ -246,43 +250,202 @@ def _dense_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop
     o = o.transpose(0, 1) * has_in.view(-1, 1, 1).to(o.dtype)
     return o, alpha
 
+# %% ../nbs/07_gnn.ipynb #b3f2a9e1
+class _Bucket:
+    "Graphs of similar size padded to one [B, N_max, M_max] block: which nodes and edges, and where they go."
+    def __init__(self, nodes: Tensor, slot: Tensor, edges: Tensor, flat: Tensor, b: int, n_max: int, m_max: int,
+                 mask: Tensor, all_nodes: bool, all_edges: bool):
+        self.nodes, self.slot, self.edges, self.flat = nodes, slot, edges, flat   # flat: edge -> position in [B, N_max, M_max]
+        self.b, self.n_max, self.m_max, self.mask = b, n_max, m_max, mask          # mask [B, 1, N_max, M_max]
+        self.all_nodes, self.all_edges = all_nodes, all_edges                      # the bucket holds every node / edge in order
+
+    @property
+    def pairs(self) -> int: return self.b * self.n_max * self.m_max
+
+def graph_segments(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Sizes of the finest split of nodes 0..N-1 into consecutive ranges that no edge crosses: the graphs of a
+    PyG batch (a disjoint union of graphs with consecutive node ids), without being told the batch vector."""
+    if num_nodes == 0: return edge_index.new_zeros(0)
+    lo, hi = torch.minimum(edge_index[0], edge_index[1]), torch.maximum(edge_index[0], edge_index[1])
+    # crossing[i] = how many edges span the cut between node i and node i + 1
+    crossing = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
+    crossing.index_add_(0, lo, torch.ones_like(lo)).index_add_(0, hi, -torch.ones_like(hi))
+    cuts = (crossing.cumsum(0)[:num_nodes - 1] == 0).nonzero().flatten() + 1
+    bounds = torch.cat([cuts.new_zeros(1), cuts, cuts.new_full((1,), num_nodes)])
+    return bounds.diff()
+
+def size_buckets(sizes: list[int], max_waste: float = 0.25) -> list[list[int]]:
+    """Graph indices grouped so that padding each group to its largest graph wastes little: sorted by size, a new
+    group starts when padding would add more than `max_waste` of the pairs computed. One group when that saves little."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    buckets, cur, top, needed = [], [], 0, 0
+    for i in order:
+        if cur and (len(cur) + 1) * top * top > (1 + max_waste) * (needed + sizes[i] ** 2):
+            buckets.append(cur); cur, needed = [], 0
+        if not cur: top = sizes[i]
+        cur.append(i); needed += sizes[i] ** 2
+    if cur: buckets.append(cur)
+    one = len(sizes) * max(sizes, default=0) ** 2
+    split = sum(len(b) * sizes[b[0]] ** 2 for b in buckets)
+    return [sorted(order)] if len(buckets) == 1 or split > one / (1 + max_waste) else [sorted(b) for b in buckets]
+
+def _segments(layout: 'EdgeLayout') -> tuple[Tensor, list[int], list[list[int]]]:
+    "(sizes tensor, sizes list, size buckets) of a layout's graphs, cached: one host sync per batch, not per layer."
+    if 'segments' not in layout._cache:
+        sizes_t = graph_segments(layout.edge_index, layout.num_nodes)
+        sizes = sizes_t.tolist()
+        layout._cache['segments'] = (sizes_t, sizes, size_buckets(sizes))
+    return layout._cache['segments']
+
+def padded_pairs(layout: 'EdgeLayout', relational: bool = False) -> Optional[int]:
+    "(query, key) pairs the padded kernel computes on `layout` (None for a single graph: that is the dense kernel)."
+    _, sizes, groups = _segments(layout)
+    if len(sizes) < 2: return None
+    r = layout.num_edge_types if relational else 1
+    return sum(len(g) * max(sizes[i] for i in g) ** 2 * r for g in groups)
+
+class _Padded:
+    "The padded layout of one graph batch: its buckets, which edges are simple, which targets have incoming edges."
+    def __init__(self, layout: 'EdgeLayout', relational: bool):
+        n, dev = layout.num_nodes, layout.edge_index.device
+        r = layout.num_edge_types if relational else 1
+        sizes_t, sizes, groups = _segments(layout)
+        starts = torch.cumsum(sizes_t, 0) - sizes_t
+        graph = torch.repeat_interleave(torch.arange(len(sizes), device=dev), sizes_t, output_size=n)
+        pos = torch.arange(n, device=dev) - starts[graph]
+        src, dst = layout.src, layout.dst
+        kpos = pos[src] * r + (layout.edge_type if relational else 0)
+        self.num_graphs, self.sizes, self.r = len(sizes), sizes, r
+        self.has_in = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, dst, True)
+        self.buckets, count = [], 0
+        for group in groups:
+            g = torch.tensor(group, dtype=torch.long, device=dev)
+            local = torch.full((len(sizes),), -1, dtype=torch.long, device=dev).index_copy_(
+                0, g, torch.arange(len(group), device=dev))                # graph -> index inside the bucket
+            n_max = max(sizes[i] for i in group)
+            one = len(groups) == 1
+            nodes = torch.arange(n, device=dev) if one else (local[graph] >= 0).nonzero().flatten()
+            edges = torch.arange(layout.num_edges, device=dev) if one else (local[graph[dst]] >= 0).nonzero().flatten()
+            slot = local[graph[nodes]] * n_max + pos[nodes]
+            e_dst = dst[edges]
+            flat = (local[graph[e_dst]] * n_max + pos[e_dst]) * (n_max * r) + kpos[edges]
+            mask = torch.zeros(len(group) * n_max * n_max * r, dtype=torch.bool, device=dev)
+            mask[flat] = True
+            count += int(mask.sum())
+            mask = mask.view(len(group), n_max, n_max * r)
+            mask[:, :, 0] |= ~mask.any(-1)          # a dummy key for padding rows and targets without edges: finite softmax
+            self.buckets.append(_Bucket(nodes, slot, edges, flat, len(group), n_max, n_max * r, mask.unsqueeze(1), one, one))
+        self.simple = count == layout.num_edges   # duplicates collapse into one mask entry
+        self._neg = {}
+
+    @property
+    def pairs(self) -> int: return sum(b.pairs for b in self.buckets)
+
+    def additive(self, i: int, dtype) -> Tensor:
+        "Bucket i's mask as 0 / -inf, [B, 1, N_max, M_max]."
+        if (i, dtype) not in self._neg:
+            m = self.buckets[i].mask
+            self._neg[i, dtype] = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, float('-inf'))
+        return self._neg[i, dtype]
+
+def padded_layout(layout: 'EdgeLayout', relational: bool = False) -> _Padded:
+    "The padded per-graph layout of `layout`, built once and cached on it (GNNStack shares one layout across layers)."
+    if ('padded', relational) not in layout._cache: layout._cache['padded', relational] = _Padded(layout, relational)
+    return layout._cache['padded', relational]
+
+def _pad(t: Tensor, bk: _Bucket, r: int = 1) -> Tensor:
+    "[N*r, H, D] node (or key) rows -> [B, H, N_max*r, D] for the bucket, zeros in the padding."
+    h, d = t.shape[-2:]
+    t = t.view(-1, r, h, d)
+    if not bk.all_nodes: t = t.index_select(0, bk.nodes)
+    out = t.new_zeros(bk.b * bk.n_max, r, h, d).index_copy(0, bk.slot, t)
+    return out.view(bk.b, bk.n_max * r, h, d).transpose(1, 2)
+
+def _padded_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop, need_alpha: bool):
+    "The padded per-graph kernel: returns (o [N, H, D], alpha [E, H] in input edge order, or None)."
+    pl = padded_layout(layout, relational)
+    n, h, d = q.shape
+    fused = ev is None and drop is None and not need_alpha
+    typed = None if qe is None else _gather_type_scores(qe, layout.dst, layout.edge_type)   # q_t . E_K[r_e], [E, H]
+    o = q.new_zeros(n, h, d) if len(pl.buckets) > 1 else None
+    alpha = None if fused else q.new_zeros(layout.num_edges, h)
+    for i, bk in enumerate(pl.buckets):
+        qp, kp, vp = _pad(q, bk), _pad(k, bk, pl.r), _pad(v, bk, pl.r)              # [B, H, N_max, D], [B, H, M_max, D]
+        # each edge's position in the [B, H, N_max, M_max] scores, per head
+        idx = None if fused and typed is None else (
+            (bk.flat // (bk.n_max * bk.m_max)) * (h - 1) * bk.n_max * bk.m_max + bk.flat).unsqueeze(1) \
+            + torch.arange(h, device=q.device) * (bk.n_max * bk.m_max)
+        mask = bk.mask
+        if typed is not None:    # the type-key scores as an additive bias at the edges, -inf elsewhere
+            te = typed if bk.all_edges else typed.index_select(0, bk.edges)
+            neg = pl.additive(i, q.dtype).expand(bk.b, h, bk.n_max, bk.m_max).reshape(-1)
+            mask = neg.index_copy(0, idx.flatten(), te.flatten()).view(bk.b, h, bk.n_max, bk.m_max)
+        if fused:
+            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=1.0)
+        else:
+            bias = mask if typed is not None else pl.additive(i, q.dtype)
+            p = (torch.matmul(qp, kp.transpose(-1, -2)) + bias).softmax(-1)
+            a = p.reshape(-1)[idx]                                                      # [E_bucket, H]
+            alpha = alpha.index_copy(0, bk.edges, a) if not bk.all_edges else a
+            if drop is not None:
+                dk = drop if bk.all_edges else drop.index_select(0, bk.edges)
+                p = p * p.new_zeros(p.numel()).index_copy(0, idx.flatten(), dk.flatten().to(p.dtype)).view_as(p)
+            op = torch.matmul(p, vp)
+        ob = op.transpose(1, 2).reshape(bk.b * bk.n_max, h, d).index_select(0, bk.slot)
+        o = ob if o is None else o.index_copy(0, bk.nodes, ob)
+    if ev is not None:
+        a = alpha if drop is None else alpha * drop
+        o = o + _type_value_sum(a, layout.dst, layout.edge_type, ev, n).transpose(0, 1)
+    return o * pl.has_in.view(-1, 1, 1).to(o.dtype), alpha
+
+
 # %% ../nbs/07_gnn.ipynb #88b0710e
 DISPATCH = {
     # ms = a + b*X*H/1e6 + c*X*d/1e6 per kernel, X = E (sparse kernels) or N*M (dense); 'typed' = type embeddings.
     'cpu': {
         # fitted by `bench_attention.py --fit benchmarks/results/attention_calibration_cpu.jsonl` (1 thread)
-        'plain': {'sparse': (1.337, 0.0, 9.997), 'sparse_csr': (2.661, 17.59, 2.129), 'dense': (1.194, 2.371, 0.3618)},
-        'typed': {'sparse': (1.495, 0.0, 13.87), 'sparse_csr': (2.945, 37.58, 1.983), 'dense': (1.353, 0.0, 0.4178)},
+        # plain rows re-timed after the dense kernel moved to SDPA's fused path (4-D call); 'padded' = dense + its gathers
+        'plain': {'sparse': (1.203, 0.0, 13.44), 'sparse_csr': (2.374, 18.41, 2.452), 'dense': (1.145, 0.0, 0.2383),
+                  'padded': (1.45, 0.0, 0.2383)},
+        'typed': {'sparse': (1.495, 0.0, 13.87), 'sparse_csr': (2.945, 37.58, 1.983), 'dense': (1.353, 0.0, 0.4178),
+                  'padded': (1.65, 0.0, 0.4178)},
         'max_dense_elements': 2**27,      # H*N*M: each [H, N, M] float32 tensor is then <= 512 MiB
     },
     # fitted by `bench_attention.py --fit benchmarks/results/attention_calibration_cuda_h200.jsonl` (NVIDIA H200)
     'cuda': {
-        'plain': {'sparse': (1.423, 0.0009, 0.0551), 'sparse_csr': (4.085, 0.7979, 0.0), 'dense': (1.571, 0.0, 0.0006)},
-        'typed': {'sparse': (1.372, 112.6, 0.0), 'sparse_csr': (4.809, 5.209, 0.0), 'dense': (2.223, 0.0, 0.0006)},
+        'plain': {'sparse': (1.423, 0.0009, 0.0551), 'sparse_csr': (4.085, 0.7979, 0.0), 'dense': (1.571, 0.0, 0.0006),
+                  'padded': (1.6, 0.0, 0.0006)},
+        'typed': {'sparse': (1.372, 112.6, 0.0), 'sparse_csr': (4.809, 5.209, 0.0), 'dense': (2.223, 0.0, 0.0006),
+                  'padded': (2.3, 0.0, 0.0006)},
         'max_dense_elements': 2**31,
     },
 }
 
 def kernel_costs(num_nodes: int, num_keys: int, num_edges: int, heads: int, head_dim: int,
-                 device: Union[str, torch.device] = 'cpu', typed: bool = False) -> dict[str, float]:
-    "Modelled ms of one forward+backward per kernel (from `DISPATCH`)."
+                 device: Union[str, torch.device] = 'cpu', typed: bool = False,
+                 padded_pairs: Optional[int] = None) -> dict[str, float]:
+    "Modelled ms of one forward+backward per kernel (from `DISPATCH`); 'padded' only for a batch (`padded_pairs`)."
     table = DISPATCH.get(torch.device(device).type, DISPATCH['cpu'])['typed' if typed else 'plain']
     costs = {}
     for kernel, (a, b, c) in table.items():
-        x = num_nodes * num_keys if kernel == 'dense' else num_edges
+        if kernel == 'padded' and padded_pairs is None: continue
+        x = {'dense': num_nodes * num_keys, 'padded': padded_pairs}.get(kernel, num_edges)
         costs[kernel] = a + b * x * heads / 1e6 + c * x * heads * head_dim / 1e6
     return costs
 
 def choose_kernel(num_nodes: int, num_keys: int, num_edges: int, heads: int, head_dim: int,
-                  device: Union[str, torch.device] = 'cpu', typed: bool = False, dense_ok: bool = True) -> str:
-    "The cheapest kernel for one graph under the device's cost model (`dense_ok=False`: the graph has duplicates)."
-    costs = kernel_costs(num_nodes, num_keys, num_edges, heads, head_dim, device, typed)
+                  device: Union[str, torch.device] = 'cpu', typed: bool = False, dense_ok: bool = True,
+                  padded_pairs: Optional[int] = None) -> str:
+    """The cheapest kernel for one graph (or batch: `padded_pairs`, see `padded_pairs()`) under the device's cost
+    model (`dense_ok=False`: the graph has duplicates, which neither dense nor padded masks can hold)."""
+    costs = kernel_costs(num_nodes, num_keys, num_edges, heads, head_dim, device, typed, padded_pairs)
     limit = DISPATCH.get(torch.device(device).type, DISPATCH['cpu'])['max_dense_elements']
     if not dense_ok or num_nodes * num_keys * heads > limit: costs.pop('dense', None)
+    if not dense_ok or (padded_pairs or 0) * heads > limit: costs.pop('padded', None)
     return min(costs, key=costs.get)
 
 # %% ../nbs/07_gnn.ipynb #10180a7e
-KERNELS = ('auto', 'sparse', 'sparse_csr', 'dense')
+KERNELS = ('auto', 'sparse', 'sparse_csr', 'dense', 'padded')
 
 class GraphAttention(nn.Module):
     "Multi-head scaled dot-product attention over a graph's edges, with optional edge-type key/value embeddings."
@@ -333,18 +496,25 @@ class GraphAttention(nn.Module):
     def pick_kernel(self, layout: EdgeLayout, device) -> str:
         "The kernel this layer runs on `layout` (resolves 'auto'; checks that 'dense' can represent the graph)."
         n, m = layout.num_nodes, layout.num_keys(self.relational)
-        if self.kernel == 'dense':
-            if not layout.dense(self.relational)[2]:
-                raise ValueError("kernel='dense' cannot represent duplicate edges (same source, target"
+        simple = lambda k: (layout.dense(self.relational)[2] if k == 'dense'
+                            else padded_layout(layout, self.relational).simple)
+        if self.kernel in ('dense', 'padded'):
+            if not simple(self.kernel):
+                raise ValueError(f"kernel={self.kernel!r} cannot represent duplicate edges (same source, target"
                                  + (", type" if self.relational else "") + "); use kernel='sparse_csr' or 'auto', "
                                  "or remove duplicates with torch_geometric.utils.coalesce")
-            return 'dense'
+            return self.kernel
         if self.kernel != 'auto': return self.kernel
         typed = self.key_type_emb is not None or self.value_type_emb is not None
-        choice = choose_kernel(n, m, layout.num_edges, self.heads, self.head_dim, device, typed)
-        if choice == 'dense' and not layout.dense(self.relational)[2]:   # duplicates: the mask cannot hold them
-            choice = choose_kernel(n, m, layout.num_edges, self.heads, self.head_dim, device, typed, dense_ok=False)
-        return choice
+        key = (self.relational, typed, self.heads, self.head_dim, torch.device(device).type)
+        chosen = layout._cache.setdefault('choice', {})    # the same for every layer of a stack: decided once per batch
+        if key not in chosen:
+            args = (n, m, layout.num_edges, self.heads, self.head_dim, device, typed)
+            choice = choose_kernel(*args, padded_pairs=padded_pairs(layout, self.relational))
+            if choice in ('dense', 'padded') and not simple(choice):   # duplicates: the masks cannot hold them
+                choice = choose_kernel(*args, dense_ok=False)
+            chosen[key] = choice
+        return chosen[key]
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_type: Optional[Tensor] = None,
                 node_type: Optional[Tensor] = None, return_attention: bool = False,
@@ -370,6 +540,8 @@ class GraphAttention(nn.Module):
             o, alpha = self._mp(q, k, v, layout.key(self.relational), layout.dst, layout.edge_type, ek, ev, drop, n)
         elif kernel == 'sparse_csr':
             o, alpha = _csr_attention(q, k, v, layout.csr(self.relational), qe, ev, drop)
+        elif kernel == 'padded':
+            o, alpha = _padded_attention(q, k, v, layout, self.relational, qe, ev, drop, return_attention)
         else:
             o, alpha = _dense_attention(q, k, v, layout, self.relational, qe, ev, drop, return_attention)
         out = self.out_proj(o.reshape(n, self.dim))

@@ -23,10 +23,11 @@ from .viz import (NODE_STYLE, GOLD_COLOUR, AttentionView, attention_view, attent
                          node_texts, layered_layout, type_flow, plot_attention, load_run_model, save_figure)
 
 # %% auto #0
-__all__ = ['SWITCHES', 'LIMITS', 'SWITCH_HELP', 'EDGE_COLOURS', 'as_examples', 'as_config', 'graph_counts', 'count_diff',
-           'counts_html', 'graph_relations', 'drawn_relations', 'shared_templates', 'structure_network',
+__all__ = ['SWITCHES', 'LIMITS', 'SWITCH_HELP', 'EDGE_COLOURS', 'STRUCTURE_SWITCHES', 'as_examples', 'as_config', 'graph_counts',
+           'count_diff', 'counts_html', 'graph_relations', 'drawn_relations', 'shared_templates', 'structure_network',
            'structure_html', 'iframe_html', 'plot_structure', 'graph_config', 'export_graph_config', 'GraphExplorer',
-           'filter_view', 'flow_matrix', 'plot_flow_heatmap', 'probs_html', 'AttentionExplorer']
+           'filter_view', 'flow_matrix', 'plot_flow_heatmap', 'probs_html', 'node_identities', 'attention_change',
+           'restructured_view', 'AttentionExplorer', 'ErrorBrowser']
 
 # %% ../nbs/13_widgets.ipynb #877bf58b
 _NODE_SWITCHES = ('use_sentence_nodes', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node', 'use_subquery_nodes')
@@ -567,19 +568,55 @@ def plot_flow_heatmap(matrix: np.ndarray, types: Sequence, title: str = '', rela
     if path is not None: save_figure(fig, path)
     return fig
 
-def probs_html(view: AttentionView) -> str:
-    "The candidates by predicted probability, as an HTML table with bars; ✓ marks the gold answer, ◀ a wrong prediction."
+def probs_html(view: AttentionView, before: Optional[AttentionView] = None) -> str:
+    """The candidates by predicted probability, as an HTML table with bars; ✓ marks the gold answer, ◀ a wrong prediction.
+    With `before` (the same example on another graph): a column with each probability's change from it."""
     ex, probs = view.example, view.probs
     if probs is None: return ''
+    delta = probs - before.probs if before is not None and before.probs is not None else None
     rows = []
     for c in np.argsort(-probs, kind='stable').tolist():
         mark = ' ✓' if c == view.gold else (' ◀' if c == view.predicted else '')
         bold = 'font-weight:bold;' if c in (view.gold, view.predicted) else ''
         rows.append(f'<tr><td style="padding:1px 6px;{bold}">{html.escape(ex.candidates[c])}{mark}</td>'
-                    f'<td style="padding:1px 6px;text-align:right">{probs[c]:.3f}</td><td style="width:120px">'
-                    f'<div style="background:#C44E52;height:10px;width:{100 * float(probs[c]):.1f}%"></div></td></tr>')
+                    f'<td style="padding:1px 6px;text-align:right">{probs[c]:.3f}</td>'
+                    + (f'<td class="hde-dp" style="padding:1px 6px;text-align:right;color:{"#1a7f37" if delta[c] >= 0 else "#cf222e"}">'
+                       f'{delta[c]:+.3f}</td>' if delta is not None else '')
+                    + f'<td style="width:120px"><div style="background:#C44E52;height:10px;width:{100 * float(probs[c]):.1f}%"></div></td></tr>')
+    head = '<th>p</th>' + ('<th title="change from the trained structure">Δp</th>' if delta is not None else '') + '<th></th>'
     return (f'<table class="hde-probs" style="border-collapse:collapse;font:12px sans-serif">'
-            f'<tr><th style="text-align:left;padding:1px 6px">candidate</th><th>p</th><th></th></tr>{"".join(rows)}</table>')
+            f'<tr><th style="text-align:left;padding:1px 6px">candidate</th>{head}</tr>{"".join(rows)}</table>')
+
+# %% ../nbs/13_widgets.ipynb #a17e0002
+STRUCTURE_SWITCHES = tuple(n for n in SWITCHES if n != 'use_subquery_nodes')
+
+def node_identities(graph) -> list:
+    "What each node is, the same under any graph options: (type, document, span, candidate, mention)."
+    return list(zip(graph.node_type.tolist(), graph.node_support.tolist(), map(tuple, graph.node_span.tolist()),
+                    graph.node_candidate.tolist(), graph.node_mention.tolist()))
+
+def _relation_weights(view: AttentionView, layer: int, head) -> dict:
+    "{(source identity, target identity): attention} of one layer (parallel edges summed)."
+    ids = node_identities(view.graph)
+    edge_index, w = view.weights(layer, head)
+    out: dict = {}
+    for s, t, a in zip(edge_index[0].tolist(), edge_index[1].tolist(), w.tolist()):
+        out[(ids[s], ids[t])] = out.get((ids[s], ids[t]), 0.0) + a
+    return out
+
+def attention_change(before: AttentionView, after: AttentionView, layer: int = -1, head: Union[int, str] = 'mean') -> dict:
+    """How attention moved between two graphs of one example: on the relations both share, the mean and largest
+    absolute change; how many relations are shared, only before (removed) and only after (added)."""
+    a, b = _relation_weights(before, layer, head), _relation_weights(after, layer, head)
+    shared = sorted(set(a) & set(b))
+    diff = np.array([abs(b[k] - a[k]) for k in shared]) if shared else np.zeros(0)
+    return {'shared': len(shared), 'removed': len(set(a) - set(b)), 'added': len(set(b) - set(a)),
+            'mean_abs': float(diff.mean()) if len(diff) else 0.0, 'max_abs': float(diff.max()) if len(diff) else 0.0}
+
+def restructured_view(model, view: AttentionView, states: dict, options: GraphOptions, cfg=None, cache_dir=None) -> AttentionView:
+    "The model's attention view of `view`'s example on the graph `options` build from its tokenisation (same token states)."
+    graph = build_graph(view.tok, options)
+    return attention_view(model, Prepared([graph], [states], [view.example]), 0, cfg, cache_dir)
 
 # %% ../nbs/13_widgets.ipynb #8cdda4fd
 def _run_examples(cfg, max_examples: Optional[int] = 50) -> list:
@@ -602,6 +639,8 @@ class AttentionExplorer(_StaticFallback):
             prepare(as_examples(prepared_or_examples), self.cfg, encoder, cache_dir=cache_dir, progress=False)
         if not len(self.data): raise ValueError(f"no example could be prepared: {self.data.failed}")
         self.index = {ex.id: i for i, ex in enumerate(self.data.examples)}
+        self.trained_options = graph_options(self.cfg.graph)
+        self.options, self.original, self.change, self.structure_error = self.trained_options, None, None, None
         self._views: dict = {}
         self.position, self.view = 0, self._view(0)
         self.shown = self.view
@@ -638,14 +677,23 @@ class AttentionExplorer(_StaticFallback):
                   *self.type_toggles.values()):
             w.observe(self._on_control, names='value')
         self.picker.observe(self._on_pick, names='value')
+        self.structure_toggles = {n: W.Checkbox(value=bool(getattr(self.trained_options, n)), description=n, indent=False,
+                                                layout=W.Layout(width='auto')) for n in STRUCTURE_SWITCHES}
+        for w in self.structure_toggles.values(): w.observe(self._on_structure, names='value')
+        self.reset_button = W.Button(description='trained structure', icon='undo', tooltip='back to the graph options the model was trained with')
+        self.reset_button.on_click(lambda _: self.reset_structure())
+        self.change_view = W.HTML()
         self.graph_view, self.probs_view, self.status = W.HTML(layout=W.Layout(width='100%')), W.HTML(), W.HTML()
         self.heatmap = W.Image(format='png', layout=W.Layout(max_width='100%'))
         self.widget = W.VBox([
             W.HBox([self.picker, self.info]),
             W.HBox([self.layer_slider, self.head_slider, self.mean_toggle, self.top_k_slider]),
             W.HBox([W.HTML('<b>node types</b>&nbsp;'), *self.type_toggles.values(), self.relative_toggle]),
+            W.HBox([W.HTML('<b>graph</b>&nbsp;'),
+                    W.GridBox(list(self.structure_toggles.values()), layout=W.Layout(grid_template_columns='repeat(4, auto)')),
+                    self.reset_button]),
             W.HBox([W.VBox([self.graph_view, self.status], layout=W.Layout(flex='1')),
-                    W.VBox([self.probs_view, self.heatmap], layout=W.Layout(width='430px', min_width='430px'))])])
+                    W.VBox([self.probs_view, self.change_view, self.heatmap], layout=W.Layout(width='430px', min_width='430px'))])])
 
     def _on_control(self, change):
         if self._quiet: return
@@ -655,6 +703,13 @@ class AttentionExplorer(_StaticFallback):
     def _on_pick(self, change):
         if self._quiet or change['new'] not in self.index or change['new'] == self.view.example.id: return
         self.select(change['new'])
+
+    def _on_structure(self, change):
+        if self._quiet: return
+        self.options = graph_options(self.trained_options, **{n: w.value for n, w in self.structure_toggles.items()})
+        self._restructure()
+        self._show_example()
+        self.update()
 
     # ---- state ---------------------------------------------------------------------------------------------------
     @property
@@ -680,20 +735,57 @@ class AttentionExplorer(_StaticFallback):
         elif which in self.index: i = self.index[which]
         elif which in self.data.failed: raise ValueError(f"{which}: its graph could not be built: {self.data.failed[which]}")
         else: raise KeyError(f"example {which!r} not found among {len(self.data)} examples (e.g. {', '.join(list(self.index)[:5])})")
-        self.position, self.view = i, self._view(i)
-        ex = self.view.example
+        self.position, self.original = i, self._view(i)
+        self._restructure()
+        self._quiet = True
+        try: self.picker.value = self.view.example.id
+        finally: self._quiet = False
+        self._show_example()
+        return self.update()
+
+    def _show_example(self):
+        "The example line, the node-type filters present in its graph and the probabilities (with their change) for the current view."
+        ex, i = self.view.example, self.position
         self.probs = {c: float(p) for c, p in zip(ex.candidates, self.view.probs)}
         self._quiet = True
         try:
-            self.picker.value = ex.id
             present = set(self.view.graph.node_type.tolist())
             for t in NodeType: self.type_toggles[t.name].disabled = int(t) not in present
         finally: self._quiet = False
         pred = ex.candidates[self.view.predicted]
         self.info.value = (f'{i + 1} of {len(self.data)}: <b>{html.escape(ex.query)}</b> &nbsp; gold: {html.escape(str(ex.answer))}'
                            f' &nbsp; predicted: {html.escape(pred)} ({self.probs[pred]:.2f})')
-        self.probs_view.value = probs_html(self.view)
-        return self.update()
+        self.probs_view.value = probs_html(self.view, self.original if self.edited else None)
+
+    # ---- structure edits -----------------------------------------------------------------------------------------
+    @property
+    def edited(self) -> bool: return self.options != self.trained_options and self.view is not self.original
+
+    def _restructure(self):
+        "The current example's view under `self.options`: the trained graph's view, or the model re-run on the rebuilt graph."
+        self.structure_error = None
+        if self.options == self.trained_options: self.view = self.original; return
+        try:
+            self.view = restructured_view(self.model, self.original, self.data.states[self.position], self.options,
+                                          self.cfg, self.cache_dir)
+        except GraphBuildError as e:   # e.g. a size limit: shown, and the trained structure's result stays on screen
+            self.structure_error, self.view = e.reason, self.original
+
+    def edit(self, **switches) -> 'AttentionExplorer':
+        """Change graph switches (`explorer.edit(use_codocument_edges=False)`): the model re-runs on the edited graph and
+        the probabilities, attention graph, heatmap and the change from the trained structure follow."""
+        unknown = set(switches) - set(self.structure_toggles)
+        if unknown: raise TypeError(f"unknown or fixed graph switch(es) {sorted(unknown)}; valid: {', '.join(self.structure_toggles)}")
+        self._quiet = True
+        try:
+            for k, v in switches.items(): self.structure_toggles[k].value = bool(v)
+        finally: self._quiet = False
+        self._on_structure(None)
+        return self
+
+    def reset_structure(self) -> 'AttentionExplorer':
+        "Back to the graph options the model was trained with."
+        return self.edit(**{n: getattr(self.trained_options, n) for n in self.structure_toggles})
 
     def set(self, layer: Optional[int] = None, head: Union[int, str, None] = None, top_k: Optional[int] = None,
             node_types: Optional[Sequence] = None, relative: Optional[bool] = None) -> 'AttentionExplorer':
@@ -740,7 +832,29 @@ class AttentionExplorer(_StaticFallback):
         self.timing = {'update_ms': 1e3 * (time.perf_counter() - t0)}
         self.status.value = (f'<div style="font:12px sans-serif;color:#555">{self.shown.graph.num_nodes} of '
                              f'{self.view.graph.num_nodes} nodes shown; updated in {self.timing["update_ms"]:.0f} ms</div>')
+        self._show_change()
         return self
+
+    def _show_change(self):
+        "The change from the trained structure: which switches differ, edges, attention on the shared relations, p(gold)."
+        self.change = None
+        if self.structure_error is not None:
+            self.change_view.value = (f'<div class="hde-change" style="font:12px sans-serif;color:#cf222e">the edited graph cannot be '
+                                      f'built: {html.escape(str(self.structure_error))}; showing the trained structure</div>')
+            return
+        if not self.edited: self.change_view.value = ''; return
+        att = attention_change(self.original, self.view, self.layer, self.head)
+        dp = self.view.probs - self.original.probs
+        self.change = {'attention': att, 'probs': dp, 'edges': (int(self.original.graph.num_edges), int(self.view.graph.num_edges))}
+        flips = ', '.join(f"{n}={'on' if getattr(self.options, n) else 'off'}" for n in self.structure_toggles
+                          if getattr(self.options, n) != getattr(self.trained_options, n))
+        gold = self.view.gold
+        self.change_view.value = (
+            f'<div class="hde-change" data-mean-abs="{att["mean_abs"]:.6g}" style="font:12px sans-serif;margin:6px 0">'
+            f'<b>edited graph</b> ({html.escape(flips)}): {self.change["edges"][0]} → {self.change["edges"][1]} edges; '
+            f'layer {self.layer} attention on the {att["shared"]} relations both graphs share moved by '
+            f'{att["mean_abs"]:.3f} on average (at most {att["max_abs"]:.3f}); {att["removed"]} relations removed, {att["added"]} added'
+            + (f'; p(gold) {self.original.probs[gold]:.3f} → {self.view.probs[gold]:.3f}' if gold >= 0 else '') + '</div>')
 
     # ---- static pictures -----------------------------------------------------------------------------------------
     def figures(self) -> tuple:
@@ -759,3 +873,54 @@ class AttentionExplorer(_StaticFallback):
     def __repr__(self):
         return (f"AttentionExplorer({len(self.data)} examples; {self.view.example.id}, layer {self.layer}, "
                 f"{'mean over heads' if self.head == 'mean' else f'head {self.head}'}, top-k {self.top_k})")
+
+# %% ../nbs/13_widgets.ipynb #a17e1302
+def _error_groups(facts: dict) -> dict:
+    "{filter label: [ids]} of the error analysis' groups present among the wrong predictions."
+    groups: dict = {}
+    for id_, f in facts.items():
+        hops = f"answer hops: {f['hops']}" if f['hops'] is not None else 'answer unreachable'
+        for label in (hops, f"relation: {f['relation']}"): groups.setdefault(label, []).append(id_)
+    return dict(sorted(groups.items()))
+
+class ErrorBrowser(AttentionExplorer):
+    """An `AttentionExplorer` over the labelled examples the model answers wrongly, with a filter by answer hops,
+    reachability and relation."""
+    def __init__(self, model, cfg, prepared_or_examples, example: Union[int, str] = 0, encoder=None, cache_dir=None, **kwargs):
+        from hde_kit.model import predict
+        from hde_kit.train import graph_facts
+        cfg = as_config(cfg)
+        data = prepared_or_examples if isinstance(prepared_or_examples, Prepared) else \
+            prepare(as_examples(prepared_or_examples), cfg, encoder, cache_dir=cache_dir, progress=False)
+        preds = predict(model, data)
+        labelled = [i for i, ex in enumerate(data.examples) if ex.answer is not None]
+        keep = [i for i in labelled if preds[data.examples[i].id][0] != data.examples[i].answer]
+        if not keep: raise ValueError(f"the model answers all {len(labelled)} labelled examples with a graph right: no error to browse")
+        self.facts = {data.examples[i].id: {**graph_facts(data.graphs[i]), 'relation': data.examples[i].relation} for i in keep}
+        self.groups = _error_groups(self.facts)
+        self.counts = {'labelled': len(labelled), 'wrong': len(keep), 'without_graph': len(data.failed)}
+        wrong = Prepared([data.graphs[i] for i in keep], [data.states[i] for i in keep], [data.examples[i] for i in keep],
+                         dict(data.failed))
+        super().__init__(model, cfg, wrong, example, encoder=encoder, cache_dir=cache_dir, **kwargs)
+
+    def _make_widgets(self, top_k: int):
+        super()._make_widgets(top_k)
+        self.group_picker = W.Dropdown(options=['all'] + list(self.groups), value='all', description='wrong',
+                                       layout=W.Layout(width='340px'))
+        self.group_picker.observe(lambda change: self.show_group(change['new']), names='value')
+        c = self.counts
+        self.error_info = W.HTML(f'<span style="font:12px sans-serif;margin-left:12px">{c["wrong"]} of {c["labelled"]} '
+                                 f'labelled examples with a graph answered wrongly'
+                                 + (f'; {c["without_graph"]} without a graph (not shown)' if c['without_graph'] else '') + '</span>')
+        self.widget.children = (W.HBox([self.group_picker, self.error_info]),) + tuple(self.widget.children)
+
+    def show_group(self, label: str = 'all') -> 'ErrorBrowser':
+        "Browse only one group of the wrong predictions ('all', 'answer hops: 2', 'answer unreachable', 'relation: ...')."
+        if label != 'all' and label not in self.groups: raise KeyError(f"no group {label!r}; groups: {', '.join(self.groups)}")
+        ids = list(self.index) if label == 'all' else self.groups[label]
+        self._quiet = True
+        try:
+            self.group_picker.value = label
+            self.picker.options = ids
+        finally: self._quiet = False
+        return self.select(ids[0])

@@ -21,7 +21,7 @@ def one_thread():
 
 # ------------------------------------------------------------------------------------------------ FLOPs
 
-@pytest.mark.parametrize('kernel', ['hde_dense', 'sdpa'])
+@pytest.mark.parametrize('kernel', ['hde_dense', 'sdpa', 'sdpa_layer'])
 @pytest.mark.parametrize('n,density', [(64, 0.1), (100, 0.5)])
 def test_dense_flops_match_flop_counter(kernel, n, density):
     "Dense attention and SDPA: every product is a dense one, so the analytic total is what FlopCounterMode counts."
@@ -32,10 +32,11 @@ def test_dense_flops_match_flop_counter(kernel, n, density):
     assert counted_flops(make_step(kernel, g, dim, heads).step) == expected['total']
 
 def test_sdpa_attention_flops_formula():
-    "SDPA's fused backward recomputes the scores: 14 N^2 d in all; the hde dense kernel (math path) 12 N^2 d."
+    "SDPA's fused backward recomputes the scores: 14 N^2 d in all, also the plain hde dense kernel; typed (math path) 12 N^2 d."
     n, d = 128, 64
     assert analytic_flops('sdpa', n, 10, d, 4)['total'] == 14 * n * n * d
-    assert analytic_flops('hde_dense', n, 10, d, 4)['attention'] == 12 * n * n * d
+    assert analytic_flops('hde_dense', n, 10, d, 4)['attention'] == 14 * n * n * d
+    assert analytic_flops('hde_dense', n, 10, d, 4, types=19)['attention'] == 12 * n * n * d
     assert analytic_flops('hde_dense', n, 10, d, 4)['projections'] == 3 * 8 * n * d * d
 
 @pytest.mark.parametrize('kernel', ['hde_sparse', 'hde_sparse_csr', 'pyg_transformer', 'pyg_gat'])
@@ -120,13 +121,17 @@ def test_acceptance_checks_on_hand_made_rows():
                      _row(n, d, 'hde_sparse', 90.0, 40.0),
                      _row(n, d, 'hde_sparse_csr', 30.0, 1.0 + e * 2e-4),     # exactly linear in E at each N
                      _row(n, d, 'hde_dense', 60.0, 80.0),
-                     _row(n, d, 'hde_auto', 31.0, 1.0, picked='sparse_csr')]
+                     _row(n, d, 'hde_auto', 31.0, 1.0, picked='sparse_csr'),
+                     _row(n, d, 'pyg_gat', 35.0, 20.0), _row(n, d, 'sdpa_layer', 65.0, 20.0)]
     checks = acceptance_checks(rows)
-    assert [c['passed'] for c in checks] == [True, True, True, True]
+    assert [c['passed'] for c in checks] == [True] * 7
+    assert checks[4]['value'] == pytest.approx(31 / 35)               # hde auto vs the fastest peer layer (GAT)
+    assert checks[5]['value'] == pytest.approx(0.31)                  # vs TransformerConv where attention dominates
+    assert checks[6]['value'] == pytest.approx(60 / 65)               # plain dense vs the SDPA layer
     assert checks[0]['value'] == pytest.approx(0.3) and len(checks[0]['points']) == 4   # N >= 1024, density <= 10%
     assert checks[2]['value'] == pytest.approx(31 / 30)
     assert 'hde_sparse_csr' in checks[3]['name'] and checks[3]['value'] == pytest.approx(1.0)
-    rows[-1]['time_ms'] = 40.0                                                          # dispatcher now 1.33x
+    rows[-3]['time_ms'] = 40.0                                                          # dispatcher now 1.33x
     rows[0]['time_ms'] = 40.0                                                           # N=512: outside the region
     checks = acceptance_checks(rows)
     assert not checks[2]['passed'] and checks[0]['passed']

@@ -18,7 +18,7 @@ def one_thread():
     yield
     torch.set_num_threads(old)
 
-KERNELS = ('sparse', 'sparse_csr', 'dense')
+KERNELS = ('sparse', 'sparse_csr', 'dense', 'padded')
 
 def random_graph(n, e, seed, duplicates=False, isolated=0):
     "e random edges on n nodes; distinct pairs unless `duplicates`; targets 0..isolated-1 get no incoming edge."
@@ -89,7 +89,7 @@ def test_kernels_agree_float32(types, kv, relational):
     layer = make_attention(64, 4, types, kv, relational, 0.1, torch.float32).train()
     x = torch.randn(n, 64)
     ref = run(layer, 'sparse', x, ei, et)
-    for kernel in ('sparse_csr', 'dense'):
+    for kernel in ('sparse_csr', 'dense', 'padded'):
         assert rel_err(run(layer, kernel, x, ei, et), ref) < 1e-5, kernel
 
 def test_empty_graph_and_single_node():
@@ -131,8 +131,23 @@ def test_low_precision_inputs():
         layer.kernel = kernel
         outs[kernel] = layer(x, ei, et)
         assert outs[kernel].dtype == torch.bfloat16
-    for kernel in ('sparse_csr', 'dense'):
+    for kernel in ('sparse_csr', 'dense', 'padded'):
         assert (outs[kernel].float() - outs['sparse'].float()).abs().max() < 0.1
+
+def test_padded_kernel_on_a_batch_of_graphs():
+    "A PyG-style batch (graphs of different sizes, consecutive node ids): the padded kernel matches the reference."
+    from hde_kit.gnn import graph_segments
+    sizes, parts, off = [30, 7, 25, 60], [], 0
+    for i, s in enumerate(sizes):
+        parts.append(random_graph(s, s * s // 4, 20 + i, isolated=1 if i == 2 else 0) + off); off += s
+    ei = torch.cat(parts, 1); et = torch.randint(0, 3, (ei.size(1),))
+    assert graph_segments(ei, off).tolist() == sizes
+    for kv, rel in ((False, False), (True, False), (True, True)):
+        layer = make_attention(32, 4, 3, kv, rel, 0.2, torch.float32).train()
+        x = torch.randn(off, 32)
+        for ret in (True, False):
+            ref = run(layer, 'sparse', x, ei, et, return_attention=ret)
+            assert rel_err(run(layer, 'padded', x, ei, et, return_attention=ret), ref) < 1e-5, (kv, rel, ret)
 
 # ------------------------------------------------------------------------------------------ dispatcher
 

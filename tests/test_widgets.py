@@ -18,7 +18,7 @@ from hde_kit.config import load_config, save_config
 from hde_kit.graph import NodeType, EdgeType, build_graph, graph_options
 from hde_kit.synthetic import generate
 from hde_kit.widgets import (GraphExplorer, AttentionExplorer, SWITCHES, LIMITS, graph_counts, count_diff,
-                             flow_matrix, export_graph_config, structure_html)
+                             flow_matrix, export_graph_config, structure_html, attention_change)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {k: (0 if v is None else v) for k, v in dataclasses.asdict(graph_options(load_config().graph)).items()}
@@ -285,3 +285,39 @@ def test_attention_explorer_from_examples_and_from_run(small_model, cache, tmp_p
     run = AttentionExplorer.from_run(tmp_path, data.examples[:2], example=data.examples[1].id, cache_dir=cache)
     assert run.view.example.id == data.examples[1].id
     np.testing.assert_allclose(list(run.probs.values()), list(direct.select(1).probs.values()), atol=1e-5)
+
+
+def test_attention_explorer_structure_edits_on_a_trained_run(cache, tmp_path):
+    "A run trained by `train` (1 epoch, 1-hop world): removing an edge type re-runs it and moves attention and probabilities."
+    from hde_kit.train import train
+    from hde_kit.model import Prepared, predict
+    cfg = load_config(overrides=['data.hops=1', 'data.num_candidates=3', 'data.n_train=24', 'data.n_dev=6', 'train.epochs=1',
+                                 'train.batch_size=4', 'gnn.hidden_size=16', 'gnn.num_layers=2', 'gnn.heads=2',
+                                 f'train.cache_dir={cache}'])
+    run = train(cfg, run_dir=tmp_path / 'run', progress=False).run_dir
+    ae = AttentionExplorer.from_run(run, max_examples=4)
+    before = ae.view
+    n_codoc = int((before.graph.edge_type == EdgeType.codocument).sum())
+    assert n_codoc > 0 and not ae.edited and ae.change_view.value == ''
+    ae.top_k_slider.value = 0                                               # every attention edge drawn
+    drawn = lambda: {e['title'].split(':')[0] for e in dataset(ae.page, 'edges')}
+    assert 'codocument' in drawn()
+    ae.structure_toggles['use_codocument_edges'].value = False          # what a click does
+    assert ae.edited and int((ae.view.graph.edge_type == EdgeType.codocument).sum()) == 0
+    edited = build_graph(before.tok, graph_options(ae.cfg.graph, use_codocument_edges=False))
+    own = predict(ae.model, Prepared([edited], [ae.data.states[0]], [before.example]))[before.example.id][1]
+    np.testing.assert_allclose(ae.view.probs, own, atol=1e-6)            # the model's own answer on the edited graph
+    assert np.abs(ae.view.probs - before.probs).max() > 1e-4              # probabilities moved
+    att = ae.change['attention']
+    assert att['removed'] == n_codoc and att['added'] == 0 and att['mean_abs'] > 1e-3   # and the attention that is left
+    assert 'Δp' in ae.probs_view.value and 'use_codocument_edges=off' in ae.change_view.value
+    assert drawn() and 'codocument' not in drawn()                         # the drawing follows
+    ae.layer_slider.value = 0                                               # the change follows the layer shown
+    assert ae.change['attention'] == attention_change(before, ae.view, 0, 'mean')
+    ae.picker.value = ae.data.examples[1].id                                # the edit stays on for the next example
+    assert ae.edited and int((ae.view.graph.edge_type == EdgeType.codocument).sum()) == 0
+    ae.edit(use_query_node=True)                                            # a node switch: relations added, none lost
+    assert ae.change['attention']['added'] > 0 and ae.view.graph.num_nodes == ae.original.graph.num_nodes + 1
+    ae.reset_button.click()
+    assert not ae.edited and ae.view is ae.original and ae.change is None
+    with pytest.raises(TypeError, match='use_subquery_nodes'): ae.edit(use_subquery_nodes=True)

@@ -1,10 +1,11 @@
-"""The GraphExplorer in a real front end: JupyterLab 4 + ipywidgets 8 in headless Chromium (Playwright).
+"""The explorers in a real front end: JupyterLab 4 + ipywidgets 8 in headless Chromium (Playwright).
 
 A small widgets notebook is written to a temporary folder, JupyterLab serves it on a free localhost port (no token, no
 browser, settings and workspaces in the temporary folder, no news or update checks), Chromium opens it, runs all cells
 from the Run menu, clicks the `use_query_node` checkbox, and checks that the drawn graph changed: the node count in the
 counts table (data attribute) and the number of nodes in the vis-network DataSet inside the graph's iframe both grow by
-one. The server is shut down (and killed if it does not stop) in a `finally`.
+one. Then it unticks `use_codocument_edges` in an AttentionExplorer of a briefly trained model and checks that the
+change from the trained structure appears: the attention moved and each probability shows its change. The server is shut down (and killed if it does not stop) in a `finally`.
 
 Needs Debian's `chromium` (`apt-get install chromium`; .ci/run installs it), the `playwright` package and JupyterLab;
 skips with the reason when one is missing.
@@ -19,6 +20,19 @@ NOTEBOOK_CELLS = [
     "from hde_kit.widgets import GraphExplorer\n"
     "explorer = GraphExplorer(generate(2, hops=2, seed=0), cache_dir='hde_cache')",
     "explorer",
+    "import torch\n"
+    "from hde_kit.config import load_config\n"
+    "from hde_kit.encoders import make_encoder\n"
+    "from hde_kit.model import HDEModel, prepare\n"
+    "from hde_kit.widgets import AttentionExplorer\n"
+    "cfg = load_config(overrides=['gnn.hidden_size=16', 'gnn.num_layers=2', 'gnn.heads=2', 'gnn.dropout=0.0'])\n"
+    "encoder = make_encoder(cfg.encoder)\n"
+    "data = prepare(generate(3, hops=2, seed=0), cfg, encoder, cache_dir='hde_cache', progress=False)\n"
+    "torch.manual_seed(0); model = HDEModel(cfg, encoder.out_dim)\n"
+    "opt = torch.optim.AdamW(model.parameters(), lr=5e-3); states, batch = data.batch([0, 1, 2])\n"
+    "for _ in range(3): loss = model(states, batch).loss; opt.zero_grad(); loss.backward(); opt.step()\n"
+    "attention = AttentionExplorer(model.eval(), cfg, data, cache_dir='hde_cache')",
+    "attention",
 ]
 TIMEOUT_MS = 120_000      # generous: a loaded CI machine imports torch in the kernel slowly
 
@@ -144,7 +158,8 @@ def test_toggle_redraws_the_graph_in_jupyterlab(tmp_path):
                             break
                         except Exception:
                             if attempt: raise
-                    box = page.locator('.widget-checkbox', has_text='use_query_node').locator('input[type=checkbox]')
+                    # the GraphExplorer's switch (the AttentionExplorer below has the same switches: the first is this one)
+                    box = page.locator('.widget-checkbox', has_text='use_query_node').first.locator('input[type=checkbox]')
                     box.wait_for()
                     counts = page.locator('.hde-counts')
                     counts.wait_for()
@@ -158,6 +173,20 @@ def test_toggle_redraws_the_graph_in_jupyterlab(tmp_path):
                     assert box.is_checked()
                     assert _graph_frame_nodes(page) == nodes_before + 1                       # the drawing changed
                     assert 'query' in page.locator('table.hde-nodes').inner_text()            # and the table says what
+
+                    # the AttentionExplorer: removing an edge type re-runs the model and shows what changed
+                    edge_box = page.locator('.widget-checkbox', has_text='use_codocument_edges').last.locator('input[type=checkbox]')
+                    edge_box.wait_for()
+                    probs = page.locator('table.hde-probs')
+                    probs.wait_for()
+                    assert edge_box.is_checked() and page.locator('.hde-change').count() == 0
+                    assert 'Δp' not in probs.inner_text()
+                    edge_box.click()
+                    page.wait_for_selector('.hde-change')
+                    assert not edge_box.is_checked()
+                    assert 'use_codocument_edges=off' in page.locator('.hde-change').inner_text()
+                    assert float(page.locator('.hde-change').get_attribute('data-mean-abs')) > 0   # attention moved
+                    assert 'Δp' in probs.inner_text() and page.locator('td.hde-dp').count() >= 2    # beside the probabilities
                 except Exception:
                     page.screenshot(path=str(tmp_path / 'failure.png'), full_page=True)
                     print(f"screenshot: {tmp_path / 'failure.png'}; server log:\n{log.read_text()[-3000:]}")
