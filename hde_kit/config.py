@@ -255,7 +255,7 @@ _CHOICES = {
     'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
     'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
-    'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense'),
+    'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense', 'padded'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
     'train.schedule': ('thesis', 'cosine', 'constant'),
     'train.precision': ('auto', 'bf16', 'fp32'),
