@@ -60,7 +60,7 @@ def _read_graph_inputs(args):
     "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient)."
     from hde_kit.data import read_examples
     cfg = _config(args.config)
-    return read_examples(args.data, strict=cfg.data.strict), cfg
+    return read_examples(args.data, strict=cfg.data.strict, format=cfg.data.format), cfg
 
 def _graph_inputs(args):
     res, cfg = _read_graph_inputs(args)

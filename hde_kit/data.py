@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 # %% auto #0
-__all__ = ['MASK_RE', 'KNOWN_KEYS', 'MAX_TEXT_CHARS', 'MAX_FILE_BYTES', 'split_query', 'Example', 'Problem', 'printable',
-           'DataError', 'record_label', 'check_record', 'RawRecord', 'iter_records', 'ReadResult', 'iter_examples',
-           'read_examples', 'validate', 'example_to_record', 'write_examples', 'to_hf_dataset', 'from_hf_dataset',
-           'dataset_stats', 'format_stats', 'read_split']
+__all__ = ['MASK_RE', 'KNOWN_KEYS', 'MAX_TEXT_CHARS', 'MAX_FILE_BYTES', 'RECORD_FORMATS', 'split_query', 'Example', 'Problem',
+           'printable', 'DataError', 'record_label', 'check_record', 'RawRecord', 'iter_records', 'mhqa_to_record',
+           'convert_records', 'ReadResult', 'iter_examples', 'read_examples', 'validate', 'example_to_record',
+           'write_examples', 'to_hf_dataset', 'from_hf_dataset', 'dataset_stats', 'format_stats', 'read_split']
 
 # %% ../nbs/01_data.ipynb #5ac084d4
 def split_query(query: str) -> tuple[str, str]:
@@ -494,6 +494,111 @@ def iter_records(source, dataset: Optional[str] = None, split: Optional[str] = N
     "Stream the raw records of any source (JSON lines are streamed), with a `Problem` for each undecodable part."
     return _source(source, dataset, split, masked)[1]
 
+# %% ../nbs/01_data.ipynb #ef1f7da1
+RECORD_FORMATS = ('auto', 'qangaroo', 'mhqa')
+
+class _FieldError(ValueError):
+    "A bad field of an annotated record: `.field` names it."
+    def __init__(self, field: str, message: str): self.field = field; super().__init__(message)
+
+def _ints(text, field: str, n: int) -> list[tuple[int, ...]]:
+    "'a-b-c d-e-f' -> [(a, b, c), (d, e, f)] (n numbers per item)."
+    if not isinstance(text, str): raise _FieldError(field, f"expected a string of '-'-joined numbers, got {_jtype(text)}")
+    out = []
+    for item in text.split():
+        parts = item.split('-')
+        if len(parts) != n or not all(p.isdigit() for p in parts):
+            raise _FieldError(field, f"{item!r} is not {n} '-'-joined numbers")
+        out.append(tuple(map(int, parts)))
+    return out
+
+def _snippet(snip, j: int) -> tuple[str, list, list, list]:
+    "(text, token char spans, mention token spans, coref clusters as (start, end, head) token triples) of web snippet j."
+    where = f"web_snippets[{j}]"
+    if not isinstance(snip, dict) or not isinstance(snip.get('snippet'), str): raise _FieldError(f"{where}.snippet", "missing or not a string")
+    ann = snip.get('annotations')
+    if not isinstance(ann, dict): raise _FieldError(f"{where}.annotations", "missing or not an object")
+    text = snip['snippet']
+    toks = [(a, b) for _, a, b in _ints(ann.get('positions', ''), f"{where}.annotations.positions", 3)]
+    bad = next((i for i, (a, b) in enumerate(toks) if not 0 <= a <= b <= len(text)), None)
+    if bad is not None: raise _FieldError(f"{where}.annotations.positions", f"token {bad} spans characters {toks[bad]} outside the {len(text)}-character snippet")
+    def token_span(s, e, field):
+        if not 0 <= s <= e < len(toks): raise _FieldError(field, f"tokens {s}-{e} outside the snippet's {len(toks)} tokens")
+        return s, e
+    mentions = [token_span(s, e, f"{where}.annotations.mentions") for s, e in _ints(ann.get('mentions', ''), f"{where}.annotations.mentions", 2)]
+    chains = ann.get('corefs', [])
+    if not isinstance(chains, list): raise _FieldError(f"{where}.annotations.corefs", f"expected a list, got {_jtype(chains)}")
+    clusters = []
+    for c, chain in enumerate(chains):
+        field = f"{where}.annotations.corefs[{c}]"
+        cluster = []
+        for s, e, h in _ints(chain, field, 3):
+            token_span(s, e, field)
+            if not s <= h <= e: raise _FieldError(field, f"head token {h} outside its mention {s}-{e}")
+            cluster.append((s, e, h))
+        clusters.append(cluster)
+    return text, toks, mentions, clusters
+
+def _split_question(question: str, supports: list[str]) -> str:
+    """The QAngaroo query of an MHQA question, whose relation lost its underscores (`date of death archie cochrane`).
+    The subject is the longest ending of the question that a snippet contains, extended to the left over words the
+    snippets write capitalised (name parts: `rossell` -> `juan rossell` when a snippet says "Juan Miguel Rossell");
+    the words before it are the relation. When no ending occurs, the first word is taken as the relation."""
+    words = question.split()
+    if len(words) < 2: return question
+    words_of = lambda t: ' '.join(re.findall(r'[^\W_]+', t.lower()))
+    texts = [f" {words_of(s)} " for s in supports]
+    k = next((k for k in range(1, len(words)) if any(f" {words_of(' '.join(words[k:]))} " in t for t in texts)), None)
+    if k is None: return '_'.join(words[:1]) + ' ' + ' '.join(words[1:])
+    capitalised = {w.lower() for s in supports for w in re.findall(r'\b[A-Z][^\W_]*', s)}
+    while k > 1 and words[k - 1].lower() in capitalised: k -= 1
+    return '_'.join(words[:k]) + ' ' + ' '.join(words[k:])
+
+def mhqa_to_record(rec: dict) -> dict:
+    """A QAngaroo record from an MHQA / Coref-GRU CoreNLP-annotated WikiHop record (`question`, `web_snippets` with
+    CoreNLP `annotations`, `candidates` as mention pointers, `answer` as a candidate index). Raises `_FieldError`."""
+    for k, kind in (('id', str), ('question', str), ('web_snippets', list), ('candidates', list)):
+        if not isinstance(rec.get(k), kind): raise _FieldError(k, f"missing or not {'a string' if kind is str else 'a list'}")
+    snippets = [_snippet(s, j) for j, s in enumerate(rec['web_snippets'])]
+    supports = [s[0] for s in snippets]
+    candidates = []
+    for c, pointers in enumerate(rec['candidates']):
+        field = f"candidates[{c}]"
+        refs = [tuple(map(int, p.split(':'))) for p in pointers.split()] if isinstance(pointers, str) and \
+               all(re.fullmatch(r'\d+:\d+', p) for p in pointers.split()) else None
+        if not refs: raise _FieldError(field, f"expected 'snippet:mention' pointers, got {_short(pointers)}")
+        j, k = refs[0]
+        if j >= len(snippets) or k >= len(snippets[j][2]):
+            raise _FieldError(field, f"pointer {j}:{k} names no mention ({len(snippets)} snippets)")
+        text, toks, mentions, _ = snippets[j]
+        s, e = mentions[k]
+        candidates.append(text[toks[s][0]:toks[e][1]].lower())
+    answer = rec.get('answer')
+    if answer is not None and not (type(answer) is int and 0 <= answer < len(candidates)):
+        raise _FieldError('answer', f"expected a candidate index below {len(candidates)}, got {_short(answer)}")
+    coref = [[[j, toks[s][0], toks[e][1], toks[h][0], toks[h][1]] for s, e, h in cl]
+             for j, (_, toks, _, clusters) in enumerate(snippets) for cl in clusters]
+    return {'id': rec['id'], 'query': _split_question(rec['question'], supports), 'supports': supports,
+            'candidates': candidates, 'answer': None if answer is None else candidates[answer],
+            'annotations': {'coref': coref}, 'meta': {'format': 'mhqa', 'question': rec['question']}}
+
+def _is_mhqa(rec) -> bool: return isinstance(rec, dict) and 'web_snippets' in rec
+
+def convert_records(stream, format: str = 'auto') -> Iterator[Union[RawRecord, Problem]]:
+    """Records of another format converted to QAngaroo records: `mhqa` converts every record (an unconvertible one is
+    a `Problem` naming the record and field), `auto` the records that look like MHQA (a `web_snippets` key), `qangaroo` none."""
+    if format not in RECORD_FORMATS: raise ValueError(f"format={format!r}: expected one of {RECORD_FORMATS}")
+    for item in stream:
+        if isinstance(item, RawRecord) and (format == 'mhqa' or (format == 'auto' and _is_mhqa(item.record))):
+            rec = item.record
+            try:
+                if not isinstance(rec, dict): raise _FieldError('(record)', f"expected an object, got {_jtype(rec)}")
+                item = replace(item, record=mhqa_to_record(rec))
+            except _FieldError as e:
+                where = f" (line {item.line})" if item.line is not None else ''
+                item = Problem(item.file, record_label(rec, item.index), e.field, f"{e}{where}", 'bad_annotations')
+        yield item
+
 # %% ../nbs/01_data.ipynb #548e0091
 @dataclass(repr=False)
 class ReadResult:
@@ -538,16 +643,19 @@ def _examples(stream, strict, require_answer, problems, skipped) -> Iterator[Exa
 
 def iter_examples(source, strict: bool = False, dataset: Optional[str] = None, split: Optional[str] = None,
                   masked: bool = False, require_answer: bool = True, problems: Optional[list] = None,
-                  skipped: Optional[Counter] = None) -> Iterator[Example]:
+                  skipped: Optional[Counter] = None, format: str = 'auto') -> Iterator[Example]:
     "Stream validated Examples; lenient problems are appended to `problems` and counted in `skipped`."
     _, stream = _source(source, dataset, split, masked)
+    stream = convert_records(stream, format)
     return _examples(stream, strict, require_answer, [] if problems is None else problems,
                      Counter() if skipped is None else skipped)
 
 def read_examples(source, strict: bool = False, dataset: Optional[str] = None, split: Optional[str] = None,
-                  masked: bool = False, require_answer: bool = True, limit: Optional[int] = None) -> ReadResult:
+                  masked: bool = False, require_answer: bool = True, limit: Optional[int] = None,
+                  format: str = 'auto') -> ReadResult:
     "Read and validate the examples of a QAngaroo file / directory / zip, JSON (lines), list of records or HF dataset."
     name, stream = _source(source, dataset, split, masked)
+    stream = convert_records(stream, format)   # annotated formats (MHQA) -> QAngaroo records
     problems, skipped = [], Counter()
     it = _examples(stream, strict, require_answer, problems, skipped)
     examples = list(itertools.islice(it, limit) if limit is not None else it)
@@ -655,4 +763,5 @@ def read_split(cfg, split: str = 'train') -> Optional[ReadResult]:
     return read_examples(path, strict=getattr(data, 'strict', False),
                          dataset=None if dataset in ('auto', 'records', 'synthetic') else dataset,
                          split=split, masked=getattr(data, 'masked', False),
-                         require_answer=getattr(data, 'require_answer', True), limit=getattr(data, 'max_examples', None))
+                         require_answer=getattr(data, 'require_answer', True), limit=getattr(data, 'max_examples', None),
+                         format=getattr(data, 'format', 'auto'))

@@ -26,7 +26,7 @@ __all__ = ['TOKENIZER_CALLS', 'TEXT_DEFAULTS', 'COREF_PROVIDERS', 'PERSON_PRONOU
            'resolve_spacy_model', 'load_spacy', 'sentence_spans', 'entity_spans', 'CorefContext',
            'register_coref_provider', 'coref_annotations', 'CorefUnavailable', 'coref_spacy', 'coref_rules',
            'is_junk_candidate', 'fold', 'alias_mentions', 'junk_candidate_report', 'query_text', 'char_to_token_span',
-           'exact_char_spans', 'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir',
+           'exact_char_spans', 'head_span', 'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir',
            'example_hash', 'cache_options', 'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised',
            'tokenise_examples', 'non_overlapping_spans', 'replace_spans', 'anonymise_example']
 
@@ -341,23 +341,24 @@ def register_coref_provider(name: str, provider: Callable) -> Callable:
     return provider
 
 def coref_annotations(ctx: CorefContext) -> list[list[tuple[int, int, int]]]:
-    "Clusters given with the record: `example.annotations['coref']`, a list of clusters of `[support, char_start, char_end]`."
+    "Clusters given with the record: `example.annotations['coref']`, clusters of `[support, char_start, char_end(, head_start, head_end)]`."
     ann, ex = ctx.example.annotations, ctx.example
     clusters = ann.get('coref') if isinstance(ann, dict) else None
     if clusters is None: return []
-    bad = lambda msg: ValueError(f"{ex.id}: annotations.coref: {msg}; expected a list of clusters of [support, char_start, char_end]")
+    bad = lambda msg: ValueError(f"{ex.id}: annotations.coref: {msg}; expected a list of clusters of [support, char_start, char_end] (optionally + [head_start, head_end])")
     if not isinstance(clusters, list): raise bad(f"got {type(clusters).__name__}")
     out = []
     for ci, cluster in enumerate(clusters):
         if not isinstance(cluster, list): raise bad(f"cluster {ci} is {type(cluster).__name__}")
         spans = []
         for span in cluster:
-            if not (isinstance(span, (list, tuple)) and len(span) == 3 and all(type(v) is int for v in span)):
+            if not (isinstance(span, (list, tuple)) and len(span) in (3, 5) and all(type(v) is int for v in span)):
                 raise bad(f"cluster {ci} has span {span!r}")
-            s, a, b = span
+            s, a, b = span[:3]
             if not (0 <= s < len(ex.supports) and 0 <= a < b <= len(ex.supports[s])):
                 raise bad(f"cluster {ci} span {span!r} is outside the supports")
-            spans.append((s, a, b))
+            if len(span) == 5 and not a <= span[3] < span[4] <= b: raise bad(f"cluster {ci} span {span!r} has its head outside it")
+            spans.append(tuple(span))
         out.append(spans)
     return out
 
@@ -413,6 +414,7 @@ def _compatible(pronoun: str, label: Optional[str]) -> bool:
 def _name_like(ctx: CorefContext, i: int) -> bool:
     m, label = ctx.mentions[i], ctx.labels[i]
     if label is not None: return label == 'PERSON' and ' ' in m.key
+    if ctx.options.get('use_detected_entities'): return False   # NER ran and did not call it a person
     words = _WORD_RE.findall(ctx.example.supports[m.support][m.char_start:m.char_end])
     return len(words) >= 2 and all(w[0].isupper() and not any(ch.isdigit() for ch in w) for w in words)
 
@@ -511,11 +513,14 @@ def _middle_name_spans(words, starts, ends, text, key_words, max_extra: int = 2)
             if words[j] != last: continue
             inner, k, extra = words[i + 1:j], 0, 0
             if tuple(inner) == middle: break           # the exact mention: not an alias
+            # one name: words separated by spaces only (after an initial, its full stop), never across a sentence
+            gaps = [text[ends[t]:starts[t + 1]] for t in range(i, j)]
+            if not all(g.isspace() or (g.startswith('.') and g[1:].isspace() and len(words[t]) == 1) for t, g in zip(range(i, j), gaps)): break
             for t, m in enumerate(inner):
                 hit = next((x for x in range(k, len(middle)) if middle[x] == m or
                             (len(m) == 1 and middle[x][0] == m) or (len(middle[x]) == 1 and m[0] == middle[x])), None)
                 if hit is not None: k = hit + 1
-                elif m.isalpha() and text[starts[i + 1 + t]:starts[i + 1 + t] + 1].isupper(): extra += 1
+                elif m.isalpha() and m not in FUNCTION_WORDS and text[starts[i + 1 + t]:starts[i + 1 + t] + 1].isupper(): extra += 1
                 else: extra = max_extra + 1; break
             # a middle name may be dropped or added, not replaced ('The Chinese Maze Murders' is not `the chinese lake murders`)
             matched = sum(1 for m in inner if any(x == m or (len(m) == 1 and x[0] == m) or (len(x) == 1 and m[0] == x) for x in middle))
@@ -626,29 +631,80 @@ def _masked_mentions(ex, offsets, cand_keys) -> list[Mention]:
         if te > ts: out.append(Mention(s, ts, te, a, b, 'candidate', cand_keys[c], c))
     return out
 
+_HEAD_STOP = frozenset('of in on at for from by with to as into near who whom whose which that where when'.split())
+_SPECIAL_KINDS = ('candidate', 'subject', 'alias', 'given')   # mentions of the entities the question is about
+_DETERMINERS = ('the', 'a', 'an')
+
+def head_span(text: str, a: int, b: int) -> tuple[int, int]:
+    """Character span of the head word of the phrase `text[a:b]`: its last word before a preposition, a relative
+    pronoun, a comma or a bracket (English noun phrases are head-final: "the 2003 invasion of Iraq" -> `invasion`)."""
+    head = None
+    for m in _WORD_RE.finditer(text, a, b):
+        if head is not None and (m.group().lower() in _HEAD_STOP or any(ch in ',;:()[]' for ch in text[head[1]:m.start()])): break
+        head = (m.start(), m.end())
+    return head or (a, b)
+
+def _pronoun_only(text: str, a: int, b: int) -> bool:
+    words = _WORD_RE.findall(text, a, b)
+    return bool(words) and all(w.lower() in _PRONOUNS for w in words)
+
+def _cluster_key(spans, supports) -> str:
+    "Key of a cluster that names no known mention: its most specific non-pronoun span (a name before a noun phrase, longer first)."
+    def rank(sp):
+        named = supports[sp[0]][sp[3]:sp[3] + 1].isupper()      # a capitalised head: a name ("The Iraq War", not "the war")
+        return (named, len(_WORD_RE.findall(supports[sp[0]], sp[1], sp[2])), -sp[0], -sp[1])
+    s, a, b = max((sp for sp in spans if not _pronoun_only(supports[sp[0]], sp[1], sp[2])), key=rank)[:3]
+    words = normalise(supports[s][a:b]).split()
+    while len(words) > 1 and words[0] in _DETERMINERS: words.pop(0)
+    return ' '.join(words)
+
+def _joined(mentions, indices, text, s, a, b, hs, he) -> list[int]:
+    """The existing mentions a cluster span refers to: the same span; one that holds the span's head word and contains
+    the span or lies in it ("Iraq War" in "The Iraq War"); or one inside the span that forms a single capitalised name
+    with the head ("Juan Miguel Rossell" in "Juan Miguel Rossell Milanes"). Not a mention after the head
+    ("Cuba" in "the capital of Cuba" names another entity)."""
+    out = []
+    for i in indices:
+        x, y = mentions[i].char_start, mentions[i].char_end
+        holds_head = x <= hs and he <= y and ((a <= x and y <= b) or (x <= a and b <= y))
+        same_name = a <= x and y <= hs and all(w[0].isupper() for w in _WORD_RE.findall(text, x, he))
+        if (x, y) == (a, b) or holds_head or same_name: out.append(i)
+    return out
+
 def _attach_coref(mentions: list[Mention], clusters, supports, offsets, cand_index) -> list[list[int]]:
-    "Merge provider clusters into `mentions` (appending coref mentions); returns clusters of mention indices."
+    "Merge provider clusters into `mentions` (appending coref mentions); returns clusters of mention indices (see the prose)."
     where = {(m.support, m.char_start, m.char_end): i for i, m in enumerate(mentions)}
+    by_support: dict = {}
+    for i, m in enumerate(mentions):
+        if m.kind != 'coref': by_support.setdefault(m.support, []).append(i)
     out = []
     for cluster in clusters:
-        cluster = sorted(set(map(tuple, cluster)))
-        existing = [where[sp] for sp in cluster if sp in where and mentions[where[sp]].kind != 'coref']
-        if existing:
-            ante = min(existing, key=lambda i: (mentions[i].support, mentions[i].char_start))
-            key, cand = mentions[ante].key, mentions[ante].candidate
+        spans = sorted({tuple(sp[:3]) + (tuple(sp[3:5]) if len(sp) == 5 else head_span(supports[sp[0]], sp[1], sp[2]))
+                        for sp in cluster})
+        joined = {sp: _joined(mentions, by_support.get(sp[0], ()), supports[sp[0]], *sp) for sp in spans}
+        found = [i for hits in joined.values() for i in hits]
+        if found:       # the cluster names a known mention: the question's entities first, then the earliest, longest
+            ante = min(found, key=lambda i: (mentions[i].kind not in _SPECIAL_KINDS, mentions[i].support,
+                                             mentions[i].char_start, mentions[i].char_start - mentions[i].char_end))
+            groups = [(mentions[ante].key, mentions[ante].candidate, spans)]
+        elif all(_pronoun_only(supports[sp[0]], sp[1], sp[2]) for sp in spans):
+            # nothing names it: one key per support, which no other document can share
+            groups = [(f"{normalise(supports[s][p[0][1]:p[0][2]])} @{s}:{p[0][1]}", -1, p)
+                      for s in sorted({sp[0] for sp in spans}) for p in [[sp for sp in spans if sp[0] == s]]]
         else:
-            s, a, b = cluster[0]
-            key = normalise(supports[s][a:b]); cand = cand_index.get(key, -1)
-        members = []
-        for s, a, b in cluster:
-            i = where.get((s, a, b))
-            if i is None:
-                ts, te = char_to_token_span(offsets[s], a, b)
-                if te <= ts or not key: continue
-                i = where[s, a, b] = len(mentions)
-                mentions.append(Mention(s, ts, te, a, b, 'coref', key, cand))
-            if i not in members: members.append(i)
-        if len(members) >= 2: out.append(members)
+            key = _cluster_key(spans, supports); groups = [(key, cand_index.get(key, -1), spans)]
+        for key, cand, part in groups:
+            members = []
+            for sp in part:
+                s, a, b = sp[:3]
+                hits = joined[sp] or [where.get((s, a, b))]
+                if hits == [None]:
+                    ts, te = char_to_token_span(offsets[s], a, b)
+                    if te <= ts or not key: continue
+                    hits = [len(mentions)]; where[s, a, b] = len(mentions)
+                    mentions.append(Mention(s, ts, te, a, b, 'coref', key, cand))
+                members += [i for i in hits if i not in members]
+            if len(members) >= 2: out.append(members)
     return out
 
 def _sort_mentions(mentions, clusters):
@@ -686,13 +742,17 @@ def _build(ex, sup_enc, q_enc, cand_enc, sents, ents, opts, window) -> Tokenised
         mentions += _exact_mentions(words, starts, ends, offsets, [(k.split(), 'given', k, -1) for k in keys])
     labels: list[Optional[str]] = [None] * len(mentions)
     if ents is not None:
-        taken = {(m.support, m.tok_start, m.tok_end) for m in mentions}
+        taken = {(m.support, m.tok_start, m.tok_end): i for i, m in enumerate(mentions)}
         for s, spans in enumerate(ents):
             for a, b, label in spans:
                 key = normalise(ex.supports[s][a:b])
                 ts, te = char_to_token_span(offsets[s], a, b)
-                if not key or te <= ts or (s, ts, te) in taken: continue
-                taken.add((s, ts, te))
+                if not key or te <= ts: continue
+                if (s, ts, te) in taken:     # an exact mention NER found too: it keeps NER's label (coref rules use it)
+                    j = taken[s, ts, te]
+                    if labels[j] is None: labels[j] = label
+                    continue
+                taken[s, ts, te] = len(mentions)
                 cand = -1 if junk and is_junk_candidate(key) else cand_index.get(key, -1)
                 mentions.append(Mention(s, ts, te, a, b, 'ner', key, cand)); labels.append(label)
     clusters = []
@@ -738,7 +798,7 @@ def tokenise_example(ex: Example, tokenizer=None, cfg_text=None, **options) -> T
     return tokenise_batch([ex], tokenizer, cfg_text, **options)[0]
 
 # %% ../nbs/03_text.ipynb #f7a75d27
-TOKCACHE_VERSION = 3
+TOKCACHE_VERSION = 4
 SHARD_SIZE = 1024
 
 class CacheWarning(UserWarning):

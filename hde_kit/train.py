@@ -22,7 +22,7 @@ from .config import load_config, save_config, to_dict, config_hash, parse_overri
 from .data import read_examples, write_examples
 from .synthetic import generate, generate_from_config
 from .text import tokenise_examples, default_cache_dir, anonymise_example
-from .graph import build_graphs, type_vocabulary, check_type_vocabulary
+from .graph import build_graphs, type_vocabulary, check_type_vocabulary, answer_hops
 from .encoders import make_encoder, encode_examples, TokenEncoder, StateCache, cached_states
 from .model import HDEModel, Prepared, prepare
 
@@ -30,11 +30,12 @@ from .model import HDEModel, Prepared, prepare
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'DistInfo', 'resolve_device', 'init_distributed', 'autocast_context',
            'read_split', 'hop_mixture', 'synthetic_splits', 'Splits', 'anonymised', 'load_splits', 'encoder_precision',
            'prepare_split', 'GraphDataset', 'TrainBatch', 'collate', 'epoch_order', 'plan_steps', 'shard', 'TrainNet',
-           'make_optimizer', 'LRSchedule', 'size_bin', 'EvalResult', 'score_predictions', 'write_predictions',
-           'CheckpointError', 'rng_state', 'set_rng_state', 'seed_everything', 'optimizer_tensors', 'optimizer_state',
-           'save_checkpoint', 'Checkpoint', 'read_checkpoint', 'list_checkpoints', 'find_checkpoint',
-           'prune_checkpoints', 'load_init_weights', 'format_init_report', 'RunLogger', 'read_metrics', 'make_loader',
-           'evaluate_net', 'TrainResult', 'Trainer', 'default_run_dir', 'train', 'evaluate_run', 'load_run']
+           'make_optimizer', 'LRSchedule', 'size_bin', 'annotation_label', 'graph_facts', 'EvalResult',
+           'score_predictions', 'write_predictions', 'CheckpointError', 'rng_state', 'set_rng_state', 'seed_everything',
+           'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint', 'read_checkpoint',
+           'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights', 'format_init_report',
+           'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer', 'default_run_dir',
+           'train', 'evaluate_run', 'load_run']
 
 # %% ../nbs/09_train.ipynb #18bdd819
 @dataclass
@@ -106,7 +107,7 @@ def read_split(path, data_cfg, split: Optional[str] = None, require_answer: Opti
                          dataset=dataset if dataset in ('wikihop', 'medhop') else None, split=split,
                          masked=bool(getattr(data_cfg, 'masked', False)),
                          require_answer=getattr(data_cfg, 'require_answer', True) if require_answer is None else require_answer,
-                         limit=getattr(data_cfg, 'max_examples', None))
+                         limit=getattr(data_cfg, 'max_examples', None), format=getattr(data_cfg, 'format', 'auto'))
 
 _SYNTH_FIELDS = ('hops', 'n_train', 'n_dev', 'num_docs', 'num_candidates', 'synth_seed', 'masked', 'mix_hops')
 
@@ -356,6 +357,34 @@ def _breakdown(rows, key) -> dict:
         g = groups[key(r)]; g[0] += 1; g[1] += r['correct']
     return {k: {'n': n, 'correct': c, 'accuracy': c / n} for k, (n, c) in sorted(groups.items(), key=lambda kv: str(kv[0]))}
 
+_DOC_TAGS = ('multiple', 'single')
+
+def annotation_label(annotations) -> Optional[str]:
+    """The annotators' majority judgement of a WikiHop dev record, e.g. `follows/multiple`: whether the answer follows
+    from the supports (`follows`, `likely`, ... as the file spells it) and whether it needs several documents
+    (`multiple` / `single`); ties go to the first in order of appearance. None without annotations."""
+    if not annotations or not isinstance(annotations, (list, tuple)): return None
+    judgements = [a if isinstance(a, (list, tuple)) else [a] for a in annotations]
+    if not all(isinstance(t, str) for a in judgements for t in a): return 'unrecognised'
+    follows = Counter(t for a in judgements for t in a if t not in _DOC_TAGS)
+    docs = Counter(t for a in judgements for t in a if t in _DOC_TAGS)
+    top = lambda c: max(c, key=lambda k: (c[k], -list(c).index(k))) if c else '?'
+    return f"{top(follows)}/{top(docs)}"
+
+def graph_facts(graph) -> dict:
+    "What the error analysis needs of a built graph: the answer's document hops from the subject and whether it is reachable."
+    if int(graph.y.view(-1)[0]) < 0: return {'hops': None, 'reachable': None}
+    hops = answer_hops(graph)
+    return {'hops': hops, 'reachable': hops is not None}
+
+def _hops_label(facts: Optional[dict]) -> str:
+    if facts is None: return 'no graph'
+    return str(facts['hops']) if facts['hops'] is not None else 'unreachable'
+
+def _reach_label(facts: Optional[dict]) -> str:
+    if facts is None: return 'no graph'
+    return 'reachable' if facts['reachable'] else 'unreachable'
+
 @dataclass
 class EvalResult:
     "The evaluation of one split (official accuracy over every example) and its predictions."
@@ -371,12 +400,15 @@ class EvalResult:
     by_num_candidates: dict
     by_num_supports: dict
     predictions: dict                    # id -> answer, for every example of the split
-    probabilities: dict                  # id -> {'candidates': [...], 'probs': [...] or None, 'failed': reason?}
+    probabilities: dict                  # id -> {'candidates': [...], 'probs': [...] or None, 'failed': reason?, 'gold', 'hops'?, 'reachable'?}
+    by_answer_hops: dict = field(default_factory=dict)   # document hops from the subject to the answer; 'unreachable', 'no graph'
+    by_reachability: dict = field(default_factory=dict)  # reachable | unreachable (in the graph's comention edges) | no graph
+    by_annotation: dict = field(default_factory=dict)    # WikiHop dev annotations' majority, e.g. 'follows/multiple' (when present)
 
     def metrics(self) -> dict:
         "Everything except the per-example predictions (what `eval.json` holds)."
         keys = ('accuracy', 'correct', 'total', 'built', 'accuracy_built', 'loss', 'failed', 'unreadable',
-                'by_relation', 'by_num_candidates', 'by_num_supports')
+                'by_relation', 'by_num_candidates', 'by_num_supports', 'by_answer_hops', 'by_reachability', 'by_annotation')
         out = {k: getattr(self, k) for k in keys}
         out['failure_reasons'] = dict(Counter(self.failed.values()))
         return out
@@ -386,12 +418,23 @@ class EvalResult:
         lines = [f"accuracy {acc}; {len(self.failed)} without a graph, {sum(self.unreadable.values())} unreadable"]
         for reason, n in Counter(self.failed.values()).most_common(5): lines.append(f"  graph failed ({n}): {reason}")
         for reason, n in self.unreadable.items(): lines.append(f"  unreadable ({n}): {reason}")
+        for title, groups in (('answer hops', self.by_answer_hops), ('reachability', self.by_reachability),
+                              ('dev annotations', self.by_annotation)):
+            if groups: lines.append(f"by {title}: " + ', '.join(f"{k} {g['accuracy']:.1%} (n={g['n']})" for k, g in groups.items()))
+        if len(self.by_relation) > 1:
+            worst = sorted(self.by_relation.items(), key=lambda kv: (kv[1]['accuracy'], -kv[1]['n']))[:5]
+            lines.append("weakest relations: " + ', '.join(f"{k} {g['accuracy']:.1%} (n={g['n']})" for k, g in worst))
         return '\n'.join(lines)
 
+    def wrong(self) -> list:
+        "Ids of the labelled examples answered wrongly (no graph counts as wrong), in the split's order."
+        return [i for i, p in self.probabilities.items() if p.get('gold') is not None and not p.get('correct')]
+
 def score_predictions(examples: Sequence, probs: dict, failed: Optional[dict] = None,
-                      unreadable: Optional[dict] = None, loss: Optional[float] = None) -> EvalResult:
-    "An `EvalResult` from the probabilities of the examples with a graph (`{id: [p per candidate]}`)."
-    failed, unreadable = dict(failed or {}), dict(unreadable or {})
+                      unreadable: Optional[dict] = None, loss: Optional[float] = None, facts: Optional[dict] = None) -> EvalResult:
+    """An `EvalResult` from the probabilities of the examples with a graph (`{id: [p per candidate]}`);
+    `facts`: `{id: graph_facts(graph)}` of the built graphs, for the breakdowns by answer hops and reachability."""
+    failed, unreadable, facts = dict(failed or {}), dict(unreadable or {}), facts or {}
     rows, predictions, probabilities = [], {}, {}
     for ex in examples:
         p = probs.get(ex.id)
@@ -404,8 +447,13 @@ def score_predictions(examples: Sequence, probs: dict, failed: Optional[dict] = 
             probabilities[ex.id] = {'candidates': list(ex.candidates), 'probs': None, 'failed': reason}
         predictions[ex.id] = pred
         gold = ex.answer
+        f = facts.get(ex.id) if p is not None else None
         rows.append({'gold': gold, 'correct': int(p is not None and gold is not None and pred == gold),
-                     'relation': ex.relation, 'nc': len(ex.candidates), 'ns': len(ex.supports)})
+                     'relation': ex.relation, 'nc': len(ex.candidates), 'ns': len(ex.supports),
+                     'hops': _hops_label(f) if (f is not None or p is None) else None, 'reach': _reach_label(f) if (f is not None or p is None) else None,
+                     'annotation': annotation_label(ex.annotations)})
+        probabilities[ex.id].update(gold=gold, correct=bool(rows[-1]['correct']))
+        if f is not None: probabilities[ex.id].update(hops=f['hops'], reachable=f['reachable'])
     labelled = [r for r in rows if r['gold'] is not None]
     n_unread = sum(unreadable.values())
     total = len(labelled) + n_unread
@@ -418,7 +466,10 @@ def score_predictions(examples: Sequence, probs: dict, failed: Optional[dict] = 
         by_relation=_breakdown(rows, lambda r: r['relation']),
         by_num_candidates=_breakdown(rows, lambda r: size_bin(r['nc'])),
         by_num_supports=_breakdown(rows, lambda r: size_bin(r['ns'])),
-        predictions=predictions, probabilities=probabilities)
+        predictions=predictions, probabilities=probabilities,
+        by_answer_hops=_breakdown([r for r in rows if r['hops'] is not None], lambda r: r['hops']) if facts else {},
+        by_reachability=_breakdown([r for r in rows if r['reach'] is not None], lambda r: r['reach']) if facts else {},
+        by_annotation=_breakdown([r for r in rows if r['annotation'] is not None], lambda r: r['annotation']))
 
 def write_predictions(result: EvalResult, out_dir, suffix: str = '') -> dict:
     "Write `predictions{suffix}.json` ({id: answer}), `probabilities{suffix}.json` and `eval{suffix}.json`, atomically."
@@ -739,7 +790,8 @@ def evaluate_net(net: nn.Module, data: Prepared, examples: Sequence, cfg_train, 
         probs = merged
     ce_sum, n_lab = _all_sum([ce_sum, n_lab], info)
     net.train(was_training)
-    return score_predictions(examples, probs, data.failed, unreadable, ce_sum / n_lab if n_lab else None)
+    facts = {ex.id: graph_facts(g) for ex, g in zip(data.examples, data.graphs)}
+    return score_predictions(examples, probs, data.failed, unreadable, ce_sum / n_lab if n_lab else None, facts)
 
 # %% ../nbs/09_train.ipynb #60510208
 @dataclass

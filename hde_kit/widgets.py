@@ -27,18 +27,20 @@ __all__ = ['SWITCHES', 'LIMITS', 'SWITCH_HELP', 'EDGE_COLOURS', 'STRUCTURE_SWITC
            'count_diff', 'counts_html', 'graph_relations', 'drawn_relations', 'shared_templates', 'structure_network',
            'structure_html', 'iframe_html', 'plot_structure', 'graph_config', 'export_graph_config', 'GraphExplorer',
            'filter_view', 'flow_matrix', 'plot_flow_heatmap', 'probs_html', 'node_identities', 'attention_change',
-           'restructured_view', 'AttentionExplorer']
+           'restructured_view', 'AttentionExplorer', 'ErrorBrowser']
 
 # %% ../nbs/13_widgets.ipynb #877bf58b
-_NODE_SWITCHES = ('use_sentence_nodes', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node', 'use_subquery_nodes')
+_NODE_SWITCHES = ('use_sentence_nodes', 'use_all_sentences', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node',
+                  'use_subquery_nodes')
 _EDGE_SWITCHES = ('use_codocument_edges', 'use_comention_edges', 'use_compliment_edges', 'use_coref_edges',
-                  'add_self_loops', 'bidirectional_edge_types')
+                  'add_self_loops', 'bidirectional_edge_types', 'use_random_edges')
 _BOOL_OPTIONS = tuple(f.name for f in dataclasses.fields(GraphOptions) if isinstance(f.default, bool))
 SWITCHES = tuple(n for n in _NODE_SWITCHES + _EDGE_SWITCHES if n in _BOOL_OPTIONS) + \
            tuple(n for n in _BOOL_OPTIONS if n not in _NODE_SWITCHES + _EDGE_SWITCHES)
 LIMITS = tuple(f.name for f in dataclasses.fields(GraphOptions) if not isinstance(f.default, bool))
 SWITCH_HELP = {
     'use_sentence_nodes': 'sentence nodes, linked to the mentions they contain',
+    'use_all_sentences': 'off: only the sentences that contain a mention (needs sentence nodes)',
     'connect_sent2doc': 'document -> its sentences (needs sentence nodes)',
     'connect_sent2sent': 'sentence -> next sentence of the same document (needs sentence nodes)',
     'use_query_node': 'a query node linked to every node',
@@ -49,6 +51,7 @@ SWITCH_HELP = {
     'use_coref_edges': 'coreferent mentions (needs text.coref other than none)',
     'add_self_loops': 'every node -> itself',
     'bidirectional_edge_types': 'the reverse direction of each relation gets its own (_rev) type',
+    'use_random_edges': 'control: edges (but self loops, candidate2candidate) rewired to random endpoints, types kept',
     'max_nodes': 'drop the least relevant supports above this many nodes (0: no limit)',
     'max_edges': 'drop the least relevant supports above this many edges (0: no limit)',
 }
@@ -67,8 +70,9 @@ def as_examples(source=None) -> list:
     return res.examples
 
 def _plain_options(options) -> dict:
-    "Graph options as config values (a limit of None is written 0: no limit)."
-    return {k: (0 if v is None else v) for k, v in dataclasses.asdict(graph_options(options)).items()}
+    """Graph options as config values. A config always bounds graph size (so that memory stays bounded), so a size
+    limit of None or 0 ("no limit" in `GraphOptions` and in the explorer) is left out and the config's own limit applies."""
+    return {k: v for k, v in dataclasses.asdict(graph_options(options)).items() if not (k in LIMITS and not v)}
 
 def as_config(cfg=None):
     "A full config from `None` (the defaults), a YAML path, a config, or graph options (`GraphOptions`, a dict, a `graph` section)."
@@ -387,7 +391,7 @@ class GraphExplorer(_StaticFallback):
 
     def _read_options(self):
         self.options = graph_options(None, **{n: w.value for n, w in self.toggles.items()})
-        for n in ('connect_sent2doc', 'connect_sent2sent'):
+        for n in ('connect_sent2doc', 'connect_sent2sent', 'use_all_sentences'):
             if n in self.toggles: self.toggles[n].disabled = not self.options.use_sentence_nodes
 
     # ---- state ---------------------------------------------------------------------------------------------------
@@ -873,3 +877,54 @@ class AttentionExplorer(_StaticFallback):
     def __repr__(self):
         return (f"AttentionExplorer({len(self.data)} examples; {self.view.example.id}, layer {self.layer}, "
                 f"{'mean over heads' if self.head == 'mean' else f'head {self.head}'}, top-k {self.top_k})")
+
+# %% ../nbs/13_widgets.ipynb #a17e1302
+def _error_groups(facts: dict) -> dict:
+    "{filter label: [ids]} of the error analysis' groups present among the wrong predictions."
+    groups: dict = {}
+    for id_, f in facts.items():
+        hops = f"answer hops: {f['hops']}" if f['hops'] is not None else 'answer unreachable'
+        for label in (hops, f"relation: {f['relation']}"): groups.setdefault(label, []).append(id_)
+    return dict(sorted(groups.items()))
+
+class ErrorBrowser(AttentionExplorer):
+    """An `AttentionExplorer` over the labelled examples the model answers wrongly, with a filter by answer hops,
+    reachability and relation."""
+    def __init__(self, model, cfg, prepared_or_examples, example: Union[int, str] = 0, encoder=None, cache_dir=None, **kwargs):
+        from hde_kit.model import predict
+        from hde_kit.train import graph_facts
+        cfg = as_config(cfg)
+        data = prepared_or_examples if isinstance(prepared_or_examples, Prepared) else \
+            prepare(as_examples(prepared_or_examples), cfg, encoder, cache_dir=cache_dir, progress=False)
+        preds = predict(model, data)
+        labelled = [i for i, ex in enumerate(data.examples) if ex.answer is not None]
+        keep = [i for i in labelled if preds[data.examples[i].id][0] != data.examples[i].answer]
+        if not keep: raise ValueError(f"the model answers all {len(labelled)} labelled examples with a graph right: no error to browse")
+        self.facts = {data.examples[i].id: {**graph_facts(data.graphs[i]), 'relation': data.examples[i].relation} for i in keep}
+        self.groups = _error_groups(self.facts)
+        self.counts = {'labelled': len(labelled), 'wrong': len(keep), 'without_graph': len(data.failed)}
+        wrong = Prepared([data.graphs[i] for i in keep], [data.states[i] for i in keep], [data.examples[i] for i in keep],
+                         dict(data.failed))
+        super().__init__(model, cfg, wrong, example, encoder=encoder, cache_dir=cache_dir, **kwargs)
+
+    def _make_widgets(self, top_k: int):
+        super()._make_widgets(top_k)
+        self.group_picker = W.Dropdown(options=['all'] + list(self.groups), value='all', description='wrong',
+                                       layout=W.Layout(width='340px'))
+        self.group_picker.observe(lambda change: self.show_group(change['new']), names='value')
+        c = self.counts
+        self.error_info = W.HTML(f'<span style="font:12px sans-serif;margin-left:12px">{c["wrong"]} of {c["labelled"]} '
+                                 f'labelled examples with a graph answered wrongly'
+                                 + (f'; {c["without_graph"]} without a graph (not shown)' if c['without_graph'] else '') + '</span>')
+        self.widget.children = (W.HBox([self.group_picker, self.error_info]),) + tuple(self.widget.children)
+
+    def show_group(self, label: str = 'all') -> 'ErrorBrowser':
+        "Browse only one group of the wrong predictions ('all', 'answer hops: 2', 'answer unreachable', 'relation: ...')."
+        if label != 'all' and label not in self.groups: raise KeyError(f"no group {label!r}; groups: {', '.join(self.groups)}")
+        ids = list(self.index) if label == 'all' else self.groups[label]
+        self._quiet = True
+        try:
+            self.group_picker.value = label
+            self.picker.options = ids
+        finally: self._quiet = False
+        return self.select(ids[0])

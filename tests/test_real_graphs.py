@@ -119,3 +119,109 @@ def test_graphs_stats_names_unreadable_and_unbuildable_records(tmp_path, hde):
     out = hde('graphs', 'stats', allbad, '--cache-dir', tmp_path)
     assert out.returncode == 1 and 'no record could be read' in out.stderr and 'bad1' in out.stderr
     assert 'Traceback' not in out.stderr
+
+# ---------------------------------------------------------------- annotated records: MHQA reader and coreference
+
+from hde_kit.config import load_config
+from hde_kit.data import DataError
+from hde_kit.graph import build_graph, EdgeType
+
+def _mhqa():
+    return read_examples(FIXTURES / 'mhqa_sample.jsonl', strict=True, format='mhqa').examples
+
+def test_mhqa_reader_converts_the_hand_annotated_records():
+    exs = _mhqa()
+    assert [(e.id, e.query, e.answer) for e in exs] == [
+        ('MHQA_fix_0', 'conflict steven roberts', 'iraq war'),
+        ('MHQA_fix_1', 'date_of_death archie cochrane', '1988'),                 # underscores restored
+        ('MHQA_fix_2', 'country_of_citizenship juan rossell', 'cuba')]
+    assert exs[1].candidates == ['1988', '1909', 'cochrane library', 'dorset']
+    first = exs[0].annotations['coref'][1]            # "The Iraq War" (head "War"), "The war", "It"
+    assert [exs[0].supports[1][a:b] for _, a, b, _, _ in first] == ['The Iraq War', 'The war', 'It']
+    assert [exs[0].supports[1][h:k] for *_, h, k in first] == ['War', 'war', 'It']
+    assert read_examples(FIXTURES / 'mhqa_sample.jsonl').examples == exs        # format auto detects it
+
+def test_mhqa_reader_names_record_and_field(tmp_path):
+    rec = json.loads((FIXTURES / 'mhqa_sample.jsonl').read_text().splitlines()[0])
+    bad = dict(rec, candidates=['0:1', '9:0'])
+    path = tmp_path / 'bad.jsonl'; path.write_text(json.dumps(bad) + '\n')
+    res = read_examples(path)
+    assert [str(p) for p in res.problems] == ['MHQA_fix_0: candidates[1]: pointer 9:0 names no mention (5 snippets) (line 1)']
+    with pytest.raises(DataError, match=r'MHQA_fix_0: candidates\[1\]'): read_examples(path, strict=True)
+    broken = dict(rec, web_snippets=[{**rec['web_snippets'][0], 'annotations': {**rec['web_snippets'][0]['annotations'], 'positions': '0-0-x'}}])
+    path.write_text(json.dumps(broken) + '\n')
+    assert str(read_examples(path).problems[0]).startswith('MHQA_fix_0: web_snippets[0].annotations.positions:')
+
+# every coreference link the recommended text options add on the annotated sample, checked by hand:
+# (record, support, mention text, key, candidate index)
+COREF_LINKS = {
+    ('MHQA_fix_0', 0, 'He', 'steven roberts', -1),                      # the subject
+    ('MHQA_fix_0', 1, 'The war', 'iraq war', 0), ('MHQA_fix_0', 1, 'It', 'iraq war', 0),
+    ('MHQA_fix_0', 2, 'It', 'war in afghanistan', 1), ('MHQA_fix_0', 2, 'it', 'war in afghanistan', 1),
+    ('MHQA_fix_0', 3, 'They', 'they @3:0', -1), ('MHQA_fix_0', 3, 'they', 'they @3:0', -1),   # pronoun-only chains:
+    ('MHQA_fix_0', 4, 'it', 'it @4:5', -1), ('MHQA_fix_0', 4, 'its', 'it @4:5', -1),          # a key per document
+    ('MHQA_fix_1', 0, 'Cochrane', 'archibald leman cochrane', -1), ('MHQA_fix_1', 0, 'his', 'archibald leman cochrane', -1),
+    ('MHQA_fix_1', 0, 'He', 'archibald leman cochrane', -1),
+    ('MHQA_fix_1', 1, 'It', 'cochrane library', 2), ('MHQA_fix_1', 2, 'Its', 'dorset', 3),
+    ('MHQA_fix_2', 0, 'He', 'juan rossell', -1),                        # through the alias "Juan Miguel Rossell"
+    ('MHQA_fix_2', 1, 'the capital of Cuba', 'havana', -1), ('MHQA_fix_2', 1, 'The capital of Cuba', 'havana', -1),
+    ('MHQA_fix_2', 1, 'its', 'cuba', 0), ('MHQA_fix_2', 1, 'it', 'cuba', 0)}
+
+@pytest.fixture(scope='module')
+def wikihop_text():
+    return load_config(ROOT / 'configs' / 'wikihop.yaml').text
+
+def test_every_coreference_link_on_the_annotated_sample_is_correct(tok, wikihop_text):
+    got = set()
+    for ex in _mhqa():
+        t = tokenise_example(ex, tok, wikihop_text)
+        got |= {(ex.id, m.support, ex.supports[m.support][m.char_start:m.char_end], m.key, m.candidate)
+                for m in t.mentions if m.kind == 'coref'}
+    assert got == COREF_LINKS
+
+def test_clusters_join_the_candidate_or_subject_mention_they_contain(tok, wikihop_text):
+    for ex in _mhqa():
+        t = tokenise_example(ex, tok, wikihop_text)
+        special = [i for i, m in enumerate(t.mentions) if m.kind in ('candidate', 'subject', 'alias')]
+        for chain in ex.annotations['coref']:
+            for s, a, b, h, k in chain:
+                # a candidate/subject mention that is the chain span's head, or one name with it, must be in the cluster
+                def one_name(m):   # holds the head, or ends before it with only capitalised words up to it
+                    return (m.char_start <= h and k <= m.char_end) or (m.char_end <= h and all(
+                        w[0].isupper() for w in ex.supports[s][m.char_end:k].split()))
+                inside = [i for i in special if t.mentions[i].support == s and a <= t.mentions[i].char_start
+                          and t.mentions[i].char_end <= b and one_name(t.mentions[i])]
+                for i in inside:
+                    assert any(i in c for c in t.coref_clusters), (ex.id, ex.supports[s][a:b])
+        # "the capital of Cuba" holds the candidate Cuba after its head: another entity, not joined
+        if ex.id == 'MHQA_fix_2':
+            cuba = [i for i, m in enumerate(t.mentions) if m.kind == 'candidate' and m.char_start > 0 and m.support == 1
+                    and ex.supports[1][m.char_start - 3:m.char_start] == 'of ']
+            havana = next(c for c in t.coref_clusters if t.mentions[c[0]].key == 'havana')
+            assert cuba and not set(cuba) & set(havana)
+
+def test_no_pronoun_key_links_two_documents(tok, wikihop_text):
+    for ex in _mhqa():
+        t = tokenise_example(ex, tok, wikihop_text)
+        g = build_graph(t, use_coref_edges=True)
+        docs_of_key = {}
+        for m in t.mentions: docs_of_key.setdefault(m.key, set()).add(m.support)
+        for c in t.coref_clusters:
+            texts = [ex.supports[t.mentions[i].support][t.mentions[i].char_start:t.mentions[i].char_end].lower() for i in c]
+            if all(w in {'it', 'its', 'he', 'his', 'him', 'she', 'her', 'they', 'them', 'their'} for w in texts):
+                assert len(docs_of_key[t.mentions[c[0]].key]) == 1, (ex.id, texts)
+        # no comention edge touches a pronoun-only mention
+        key, mention = g.node_key.numpy(), g.node_mention.numpy()
+        pron = {i for i, m in enumerate(t.mentions) if ' @' in m.key}
+        ei, et = g.edge_index.numpy(), g.edge_type.numpy()
+        com = ei[:, (et == EdgeType.comention) | (et == EdgeType.comention_rev)]
+        assert not any(mention[n] in pron for n in com.ravel())
+
+def test_rule_surnames_need_a_person_when_ner_runs(tok):
+    ex = Example(id='s', query='instance_of sms braunschweig', candidates=['ship', 'city'], answer='ship',
+                 supports=["SMS Braunschweig was a pre-dreadnought battleship of the German navy.",
+                           "Braunschweig is a city in Lower Saxony, Germany. Braunschweig was founded in the 9th century."])
+    linked = lambda t: {ex.supports[m.support][m.char_start:m.char_end] for m in t.mentions if m.kind == 'coref'}
+    assert 'Braunschweig' in linked(tokenise_example(ex, tok, coref='rules'))               # capitalisation only: a false link
+    ner = tokenise_example(ex, tok, coref='rules', use_detected_entities=True)
+    assert not any(m.key == 'sms braunschweig' for m in ner.mentions if m.kind == 'coref')  # NER: not a person, no surname rule
