@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_encoders.ipynb #9ec196d6
 from __future__ import annotations
-import contextlib, hashlib, itertools, json, os, tempfile, warnings, zlib
+import contextlib, hashlib, itertools, json, os, tempfile, uuid, warnings, zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -19,10 +19,10 @@ from . import text as _text
 from .text import TokenisedExample, get_tokenizer, make_windows
 
 # %% auto #0
-__all__ = ['model_path', 'TokenEncoder', 'window_coverage', 'encode_supports', 'encode_query', 'encode_candidates', 'encode_pair',
-           'encode_subqueries', 'encode_examples', 'encode_example', 'HFEncoder', 'load_glove', 'CharCNN',
-           'StaticEncoder', 'ScratchEncoder', 'make_encoder', 'state_cache_key', 'token_hash', 'StateCache',
-           'CachedStates', 'cached_states']
+__all__ = ['model_path', 'TokenEncoder', 'window_coverage', 'row_batches', 'encode_supports', 'encode_query', 'encode_candidates',
+           'encode_pair', 'encode_subqueries', 'plan_examples', 'encode_examples', 'encode_example', 'HFEncoder',
+           'load_glove', 'CharCNN', 'StaticEncoder', 'ScratchEncoder', 'make_encoder', 'state_cache_key', 'token_hash',
+           'StateCache', 'CachedStates', 'cached_states']
 
 # %% ../nbs/05_encoders.ipynb #a1dbfea4
 def model_path(name: str = 'minilm') -> str:
@@ -84,24 +84,32 @@ def _default_windows(n: int, size: int) -> list[tuple[int, int]]:
     "One window when `n` tokens fit in `size`, else windows of `size` overlapping by a quarter (`text.make_windows`)."
     return make_windows(n, size, size // 4) if n else []
 
-def _encode_rows(encoder: TokenEncoder, rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None,
-                 max_tokens: int = 8192) -> list[Tensor]:
-    "Encode rows of ids (special tokens included) in length-sorted batches of <= `max_tokens` padded tokens, at most 2x padding; states per row."
-    out: list = [None] * len(rows)
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-    dev, i = encoder.device, 0
+def row_batches(rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None, pad_id: int = 0,
+                max_tokens: int = 8192) -> list[tuple[list[int], Tensor, Tensor, Optional[Tensor]]]:
+    """Rows of ids cut into length-sorted batches of <= `max_tokens` padded tokens with at most 2x padding:
+    (row indices, ids, attention mask, token types or None) per batch, on the CPU."""
+    batches, order, i = [], sorted(range(len(rows)), key=lambda i: -len(rows[i])), 0
     while i < len(order):
         L = len(rows[order[i]])
         chunk = [order[i]]; i += 1
         # a new batch when the budget is full or when padding would exceed the row's own tokens (length < L/2)
         while i < len(order) and (len(chunk) + 1) * L <= max_tokens and 2 * len(rows[order[i]]) >= L:
             chunk.append(order[i]); i += 1
-        ids = torch.full((len(chunk), L), encoder.pad_id, dtype=torch.long)
+        ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), L), dtype=torch.long)
         types = torch.zeros((len(chunk), L), dtype=torch.long) if segments is not None else None
         for r, j in enumerate(chunk):
             ids[r, :len(rows[j])] = torch.tensor(rows[j]); mask[r, :len(rows[j])] = 1
             if types is not None and segments[j] is not None: types[r, :len(rows[j])] = torch.tensor(segments[j])
+        batches.append((chunk, ids, mask, types))
+    return batches
+
+def _encode_rows(encoder: TokenEncoder, rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None,
+                 max_tokens: int = 8192) -> list[Tensor]:
+    "Encode rows of ids (special tokens included) in the batches of `row_batches`; states per row."
+    out: list = [None] * len(rows)
+    dev = encoder.device
+    for chunk, ids, mask, types in row_batches(rows, segments, encoder.pad_id, max_tokens):
         states = encoder(ids.to(dev), mask.to(dev), None if types is None else types.to(dev))
         for r, j in enumerate(chunk): out[j] = states[r, :len(rows[j])]
     return out
@@ -187,16 +195,20 @@ def encode_subqueries(encoder: TokenEncoder, tok: TokenisedExample, max_tokens: 
     plan = _Plan(encoder); plan.add_pairs('subqueries', tok.query_ids, tok.support_ids)
     return plan.run(max_tokens)['subqueries']
 
-def encode_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False,
-                    max_tokens: int = 8192) -> list[dict]:
-    "All states of several examples in shared length-sorted batches: per example dict(supports, query, candidates[, subqueries])."
+def plan_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False) -> _Plan:
+    "The rows (and segments) `encode_examples` encodes for `toks`: `plan.rows`, `plan.segments`."
     plan = _Plan(encoder)
     for i, tok in enumerate(toks):
         plan.add_sequences((i, 'supports'), tok.support_ids, tok.windows)
         plan.add_sequences((i, 'query'), [tok.query_ids])
         plan.add_sequences((i, 'candidates'), tok.candidate_ids)
         if subqueries: plan.add_pairs((i, 'subqueries'), tok.query_ids, tok.support_ids)
-    states = plan.run(max_tokens)
+    return plan
+
+def encode_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False,
+                    max_tokens: int = 8192) -> list[dict]:
+    "All states of several examples in shared length-sorted batches: per example dict(supports, query, candidates[, subqueries])."
+    states = plan_examples(encoder, toks, subqueries).run(max_tokens)
     out = [{} for _ in toks]
     for (i, part), value in states.items(): out[i][part] = value[0] if part == 'query' else value
     return out
@@ -433,13 +445,16 @@ class StateCache:
         "The cache of `encoder`'s states under `cache_dir`/states (default $HDE_CACHE or ~/.cache/hde_kit)."
         return cls(Path(cache_dir or _text.default_cache_dir()).expanduser() / 'states', state_cache_key(encoder, dtype, extra), dtype, **kw)
 
-    def _fresh(self) -> dict:
-        return {'version': _STATE_CACHE_VERSION, 'key': self.key, 'dtype': self.dtype, 'dim': None, 'rows': 0, 'entries': {}}
+    def _fresh(self) -> dict:   # `id`: which filling of the cache the states come from (checkpoints record it)
+        return {'version': _STATE_CACHE_VERSION, 'key': self.key, 'dtype': self.dtype, 'dim': None, 'rows': 0, 'entries': {},
+                'id': uuid.uuid4().hex[:12]}
 
     def _load(self):
         self.index = self._fresh()
         if not self.index_path.exists():
-            if self.data_path.exists(): self.data_path.unlink()   # data without an index is unreferenced
+            # data without an index is unreferenced, or a writer's first entries before its first index: only the
+            # writer (the holder of the lock) may delete it
+            if self.data_path.exists() and self._may_write(): self.data_path.unlink(missing_ok=True)
             return
         try:
             index = json.loads(self.index_path.read_text(encoding='utf-8'))
@@ -447,6 +462,8 @@ class StateCache:
                        ) or (f"format version {index.get('version')} != {_STATE_CACHE_VERSION}" if index.get('version') != _STATE_CACHE_VERSION else None
                        ) or (f"written for key {index.get('key')} (a foreign cache)" if index.get('key') != self.key else None
                        ) or (f"written as {index.get('dtype')}, not {self.dtype}" if index.get('dtype') != self.dtype else None)
+            if problem is None and not (index.get('dim') is None or (type(index['dim']) is int and index['dim'] > 0)):
+                problem = f"index.json has a width (dim) of {index.get('dim')!r}"
             if problem is None and index['rows']:
                 need = index['rows'] * index['dim'] * np.dtype(self.np_dtype).itemsize
                 have = self.data_path.stat().st_size if self.data_path.exists() else 0
@@ -458,10 +475,16 @@ class StateCache:
             self.clear()
         else: self.index = index
 
+    def _stop_writing(self, e: OSError):
+        "A full or read-only disk: hand states back uncached from now on (the index on disk stays consistent)."
+        warnings.warn(f"state cache {self.dir} cannot be written ({e.strerror or e}); continuing without caching states",
+                      _text.CacheWarning)
+        self._writer = False
+
     def clear(self):
-        "Forget every entry (the files are removed)."
+        "Forget every entry; the files are removed only by the writer (another process's live file is never deleted)."
         self._mm = None
-        self.data_path.unlink(missing_ok=True); self.index_path.unlink(missing_ok=True)
+        if self._may_write(): self.data_path.unlink(missing_ok=True); self.index_path.unlink(missing_ok=True)
         self.index, self._dirty, self._truncated = self._fresh(), 0, True
 
     def __len__(self): return len(self.index['entries'])
@@ -538,13 +561,19 @@ class StateCache:
                  'candidates': [len(c) for c in states['candidates']], 'subqueries': None if sub is None else sub.shape[0]}
         if not self._may_write():   # another process writes this cache: hand the states back as the cache would
             return self._split(torch.from_numpy(data.astype(np.float32)).view(-1, d), shape, sub is not None)
+        if self.index['dim'] not in (None, d):   # an index of the wrong width repairs itself
+            warnings.warn(f"state cache {self.dir} holds {self.index['dim']}-dim states, these are {d}-dim; rebuilding it", _text.CacheWarning)
+            self.clear()
         if self.index['dim'] is None: self.index['dim'] = d
-        elif self.index['dim'] != d: raise ValueError(f"state cache {self.dir} holds {self.index['dim']}-dim states, got {d}")
         if not self._truncated:   # drop bytes a killed writer appended but never indexed
             if self.data_path.exists() and self.data_path.stat().st_size > self.index['rows'] * d * data.itemsize:
                 os.truncate(self.data_path, self.index['rows'] * d * data.itemsize)
             self._truncated = True
-        with open(self.data_path, 'ab') as f: f.write(data.tobytes())
+        try:
+            with open(self.data_path, 'ab') as f: f.write(data.tobytes())
+        except OSError as err:
+            self._stop_writing(err)
+            return self._split(torch.from_numpy(data.astype(np.float32)).view(-1, d), shape, sub is not None)
         e = {'hash': token_hash(tok), 'offset': self.index['rows'], 'nrows': rows.shape[0], **shape, 'crc': zlib.crc32(data)}
         self.index['entries'][tok.id] = e
         self.index['rows'] += rows.shape[0]
@@ -554,10 +583,12 @@ class StateCache:
 
     def flush(self):
         "Make the data durable, then atomically replace the index."
-        if not self._dirty: return
-        if self.data_path.exists():
-            with open(self.data_path, 'rb+') as f: os.fsync(f.fileno())
-        _atomic_write_text(self.index_path, json.dumps(self.index))
+        if not self._dirty or not self._writer: return
+        try:
+            if self.data_path.exists():
+                with open(self.data_path, 'rb+') as f: os.fsync(f.fileno())
+            _atomic_write_text(self.index_path, json.dumps(self.index))
+        except OSError as e: self._stop_writing(e)
         self._dirty = 0
 
     def __enter__(self): return self
@@ -588,9 +619,10 @@ def cached_states(encoder: TokenEncoder, toks: Union[TokenisedExample, list[Toke
     "States per example: dict(supports=[...], query=T, candidates=[...][, subqueries=T]); computed once when `cache` is given."
     single = isinstance(toks, TokenisedExample)
     todo = [toks] if single else list(toks)
-    if cache is None:
+    if cache is None:   # several examples share length-sorted batches, as when filling a cache
         with torch.no_grad() if not encoder.trainable else contextlib.nullcontext():
-            out = [encode_example(encoder, t, subqueries, max_tokens) for t in todo]
+            out = [s for k in range(0, len(todo), examples_per_batch)
+                   for s in encode_examples(encoder, todo[k:k + examples_per_batch], subqueries, max_tokens)]
         return out[0] if single else out
     if encoder.trainable:
         raise ValueError(f"{encoder.name} has trainable parameters: its states change every step and cannot be cached "
