@@ -73,6 +73,8 @@ class GraphConfig:
     use_subquery_nodes: bool = False
     bidirectional_edge_types: bool = False
     add_self_loops: bool = True
+    use_all_sentences: bool = True    # with sentence nodes: False keeps only the sentences that contain a mention
+    use_random_edges: bool = False    # control: every edge but self loops and candidate2candidate rewired to random endpoints (types kept)
     max_nodes: int = 2000
     max_edges: int = 200000
     num_proc: int = 1
@@ -113,6 +115,7 @@ class GNNConfig:
     heads: int = 4
     dropout: float = 0.1
     use_edge_type_embeddings: bool = True
+    edge_type_embeddings: str = "kv"  # graph_attention: the type embeddings enter keys and values (kv), keys only (k) or values only (v)
     relational: bool = False
     use_gating: bool = True
     use_transformer_block: bool = False
@@ -255,6 +258,7 @@ _CHOICES = {
     'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
     'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
+    'gnn.edge_type_embeddings': ('kv', 'k', 'v'),
     'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
     'train.schedule': ('thesis', 'cosine', 'constant'),

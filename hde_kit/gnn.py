@@ -721,6 +721,8 @@ class GNNStack(nn.Module):
                         use_edge_type_embeddings=True, relational=False, use_gating=True,
                         use_transformer_block=False, share_weights=False)
         c = {k: getattr(gnn_cfg, k, v) for k, v in defaults.items()}
+        parts = getattr(gnn_cfg, 'edge_type_embeddings', 'kv')   # 'k' / 'v': type embeddings in keys or values only
+        if c['use_edge_type_embeddings'] and parts != 'kv': c['use_edge_type_embeddings'] = parts
         c.update(overrides)
         return cls(c.pop('hidden_size'), num_edge_types=num_edge_types, **c)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_graph.ipynb #b328b123
 from __future__ import annotations
-import dataclasses, hashlib, json, os, shutil, tempfile, time, uuid, warnings
+import dataclasses, hashlib, json, os, shutil, tempfile, time, uuid, warnings, zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -19,12 +19,12 @@ from torch_geometric.data import Data, HeteroData
 from .config import GraphConfig, config_hash
 
 # %% auto #0
-__all__ = ['NUM_FORWARD_EDGE_TYPES', 'TYPE_VOCABULARY_VERSION', 'SWITCH_EFFECTS', 'ALL_ON', 'GRAPH_CACHE_VERSION', 'NodeType',
-           'EdgeType', 'type_vocabulary', 'check_type_vocabulary', 'GraphOptions', 'graph_options', 'GraphBuildError',
-           'graph_size', 'drop_order', 'build_graph', 'to_hetero', 'BuildResult', 'iter_graphs', 'build_graphs',
-           'fake_tokenised', 'answer_hops', 'graph_stats', 'dataset_graph_stats', 'format_graph_stats',
-           'plot_graph_stats', 'GraphCacheWarning', 'cache_root', 'graph_cache_key', 'CachedGraphs', 'GraphCache',
-           'dataset_cache_key', 'build_dataset_graphs']
+__all__ = ['NUM_FORWARD_EDGE_TYPES', 'TYPE_VOCABULARY_VERSION', 'RANDOM_EDGES_KEPT', 'SWITCH_EFFECTS', 'ALL_ON',
+           'GRAPH_CACHE_VERSION', 'NodeType', 'EdgeType', 'type_vocabulary', 'check_type_vocabulary', 'GraphOptions',
+           'graph_options', 'GraphBuildError', 'rewire_randomly', 'graph_size', 'drop_order', 'build_graph',
+           'to_hetero', 'BuildResult', 'iter_graphs', 'build_graphs', 'fake_tokenised', 'answer_hops', 'graph_stats',
+           'dataset_graph_stats', 'format_graph_stats', 'plot_graph_stats', 'GraphCacheWarning', 'cache_root',
+           'graph_cache_key', 'CachedGraphs', 'GraphCache', 'dataset_cache_key', 'build_dataset_graphs']
 
 # %% ../nbs/04_graph.ipynb #7cd223d8
 class NodeType(IntEnum):
@@ -113,6 +113,8 @@ class GraphOptions:
     use_subquery_nodes: bool = GraphConfig.use_subquery_nodes
     bidirectional_edge_types: bool = GraphConfig.bidirectional_edge_types
     add_self_loops: bool = GraphConfig.add_self_loops
+    use_all_sentences: bool = GraphConfig.use_all_sentences
+    use_random_edges: bool = GraphConfig.use_random_edges
     max_nodes: Optional[int] = GraphConfig.max_nodes
     max_edges: Optional[int] = GraphConfig.max_edges
 
@@ -207,6 +209,38 @@ def _both_directions(rules: list, bidirectional: bool) -> tuple:
     if not srcs: return np.empty((2, 0), np.int64), np.empty(0, np.int64)
     return np.stack([np.concatenate(srcs), np.concatenate(dsts)]).astype(np.int64), np.concatenate(types)
 
+def _kept_sentences(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> np.ndarray:
+    """Indices of the sentence nodes: the sentences of kept supports (none without sentence nodes); with
+    `use_all_sentences=False` only those that overlap a mention."""
+    if not (o.use_sentence_nodes and len(p.s_sup)): return np.empty(0, np.int64)
+    s_idx = np.flatnonzero(keep[p.s_sup])
+    if o.use_all_sentences or not len(s_idx): return s_idx
+    m = np.flatnonzero(keep[p.m_sup]) if len(p.m_sup) else np.empty(0, np.int64)
+    t_sup, t_start, t_end = p.s_sup[s_idx], p.s_start[s_idx], p.s_end[s_idx]
+    inside = (p.m_sup[m][:, None] == t_sup[None, :]) & (p.m_start[m][:, None] < t_end[None, :]) & (t_start[None, :] < p.m_end[m][:, None])
+    return s_idx[inside.any(0)]
+
+RANDOM_EDGES_KEPT = (EdgeType.self_loop, EdgeType.candidate2candidate, EdgeType.candidate2candidate_rev)
+
+def rewire_randomly(edge_index: np.ndarray, edge_type: np.ndarray, num_nodes: int, seed: int) -> np.ndarray:
+    """`use_random_edges`: every edge except self loops and candidate2candidate gets uniformly random endpoints (no self
+    loop, no duplicate edge); each keeps its type. Seeded per example, so a graph is the same on every build."""
+    move = ~np.isin(edge_type, [int(t) for t in RANDOM_EDGES_KEPT])
+    k, n = int(move.sum()), num_nodes
+    if not k or n < 2: return edge_index
+    taken = set((edge_index[0, ~move] * n + edge_index[1, ~move]).tolist())
+    if k > n * (n - 1) - len(taken): raise GraphBuildError(f"use_random_edges: {k} edges do not fit {n} nodes without duplicates")
+    rng, codes = np.random.default_rng(seed), []
+    while len(codes) < k:   # draw, drop self loops and codes already taken, repeat for the rest
+        for c in rng.integers(0, n * n, size=2 * (k - len(codes)) + 8).tolist():
+            if c // n != c % n and c not in taken:
+                taken.add(c); codes.append(c)
+                if len(codes) == k: break
+    out = edge_index.copy()
+    codes = np.asarray(codes, np.int64)
+    out[0, move], out[1, move] = codes // n, codes % n
+    return out
+
 def _assemble(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> Data:
     "The graph of the supports where `keep` is True."
     S, C = p.num_supports, len(p.cand_len)
@@ -219,10 +253,8 @@ def _assemble(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> Data:
     e_doc, ent = doc_of[e_sup], D + np.arange(M)
     cand = D + M + np.arange(C)
     # sentence nodes
-    if o.use_sentence_nodes and len(p.s_sup):
-        s_idx = np.flatnonzero(keep[p.s_sup])
-        t_sup, t_start, t_end = p.s_sup[s_idx], p.s_start[s_idx], p.s_end[s_idx]
-    else: t_sup = t_start = t_end = np.empty(0, np.int64)
+    s_idx = _kept_sentences(p, o, keep)
+    t_sup, t_start, t_end = p.s_sup[s_idx], p.s_start[s_idx], p.s_end[s_idx]
     T = len(t_sup); sent = D + M + C + np.arange(T)
     Q = 1 if o.use_query_node else 0; query = D + M + C + T
     SQ = D if o.use_subquery_nodes else 0; subq = D + M + C + T + Q + np.arange(SQ)
@@ -271,6 +303,7 @@ def _assemble(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> Data:
                       np.concatenate([np.arange(D), ent, sent, np.tile(cand, D)])))
     if o.add_self_loops: rules.append((EdgeType.self_loop, np.arange(N), np.arange(N)))
     edge_index, edge_type = _both_directions(rules, o.bidirectional_edge_types)
+    if o.use_random_edges: edge_index = rewire_randomly(edge_index, edge_type, N, zlib.crc32(str(p.id).encode()))
 
     # node columns: one array each, filled block by block (documents, entities, candidates, sentences, query, subqueries)
     e0, c0, t0, q0 = D, D + M, D + M + C, D + M + C + T
@@ -308,8 +341,8 @@ def graph_size(p: _Prepared, o: GraphOptions, keep: np.ndarray) -> tuple[int, in
     e_sup, e_key, e_cand = p.m_sup[in_kept], p.m_key[in_kept], p.m_cand[in_kept]
     e_start, e_end = p.m_start[in_kept], p.m_end[in_kept]
     M = len(e_sup)
-    t_keep = keep[p.s_sup] if (o.use_sentence_nodes and len(p.s_sup)) else np.zeros(0, bool)
-    t_sup, t_start, t_end = p.s_sup[t_keep] if len(t_keep) else t_keep, p.s_start[t_keep] if len(t_keep) else t_keep, p.s_end[t_keep] if len(t_keep) else t_keep
+    s_idx = _kept_sentences(p, o, keep)
+    t_sup, t_start, t_end = p.s_sup[s_idx], p.s_start[s_idx], p.s_end[s_idx]
     T = int(len(t_sup)); Q = 1 if o.use_query_node else 0; SQ = D if o.use_subquery_nodes else 0
     N = D + M + C + T + Q + SQ
     has = e_cand >= 0

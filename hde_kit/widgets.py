@@ -30,15 +30,17 @@ __all__ = ['SWITCHES', 'LIMITS', 'SWITCH_HELP', 'EDGE_COLOURS', 'STRUCTURE_SWITC
            'restructured_view', 'AttentionExplorer', 'ErrorBrowser']
 
 # %% ../nbs/13_widgets.ipynb #877bf58b
-_NODE_SWITCHES = ('use_sentence_nodes', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node', 'use_subquery_nodes')
+_NODE_SWITCHES = ('use_sentence_nodes', 'use_all_sentences', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node',
+                  'use_subquery_nodes')
 _EDGE_SWITCHES = ('use_codocument_edges', 'use_comention_edges', 'use_compliment_edges', 'use_coref_edges',
-                  'add_self_loops', 'bidirectional_edge_types')
+                  'add_self_loops', 'bidirectional_edge_types', 'use_random_edges')
 _BOOL_OPTIONS = tuple(f.name for f in dataclasses.fields(GraphOptions) if isinstance(f.default, bool))
 SWITCHES = tuple(n for n in _NODE_SWITCHES + _EDGE_SWITCHES if n in _BOOL_OPTIONS) + \
            tuple(n for n in _BOOL_OPTIONS if n not in _NODE_SWITCHES + _EDGE_SWITCHES)
 LIMITS = tuple(f.name for f in dataclasses.fields(GraphOptions) if not isinstance(f.default, bool))
 SWITCH_HELP = {
     'use_sentence_nodes': 'sentence nodes, linked to the mentions they contain',
+    'use_all_sentences': 'off: only the sentences that contain a mention (needs sentence nodes)',
     'connect_sent2doc': 'document -> its sentences (needs sentence nodes)',
     'connect_sent2sent': 'sentence -> next sentence of the same document (needs sentence nodes)',
     'use_query_node': 'a query node linked to every node',
@@ -49,6 +51,7 @@ SWITCH_HELP = {
     'use_coref_edges': 'coreferent mentions (needs text.coref other than none)',
     'add_self_loops': 'every node -> itself',
     'bidirectional_edge_types': 'the reverse direction of each relation gets its own (_rev) type',
+    'use_random_edges': 'control: edges (but self loops, candidate2candidate) rewired to random endpoints, types kept',
     'max_nodes': 'drop the least relevant supports above this many nodes (0: no limit)',
     'max_edges': 'drop the least relevant supports above this many edges (0: no limit)',
 }
@@ -388,7 +391,7 @@ class GraphExplorer(_StaticFallback):
 
     def _read_options(self):
         self.options = graph_options(None, **{n: w.value for n, w in self.toggles.items()})
-        for n in ('connect_sent2doc', 'connect_sent2sent'):
+        for n in ('connect_sent2doc', 'connect_sent2sent', 'use_all_sentences'):
             if n in self.toggles: self.toggles[n].disabled = not self.options.use_sentence_nodes
 
     # ---- state ---------------------------------------------------------------------------------------------------

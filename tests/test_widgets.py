@@ -57,7 +57,7 @@ def test_switches_are_the_graph_options():
     assert set(SWITCHES) | set(LIMITS) == set(DEFAULTS)
     assert {'use_sentence_nodes', 'connect_sent2doc', 'connect_sent2sent', 'use_query_node', 'use_subquery_nodes',
             'use_codocument_edges', 'use_comention_edges', 'use_compliment_edges', 'bidirectional_edge_types',
-            'add_self_loops', 'use_coref_edges'} == set(SWITCHES)
+            'add_self_loops', 'use_coref_edges', 'use_all_sentences', 'use_random_edges'} == set(SWITCHES)
 
 
 @pytest.mark.parametrize('start', ['defaults', 'all_on'])
@@ -71,8 +71,12 @@ def test_each_toggle_rebuilds_the_graph_build_graph_builds(explorer, start, name
         explorer.toggles[name].value = not explorer.toggles[name].value
         assert_matches_build_graph(explorer)
         assert explorer.diff == count_diff(before, explorer.counts)
-        inert = start == 'defaults' and name in ('connect_sent2doc', 'connect_sent2sent')   # no sentence nodes: nothing to connect
+        inert = start == 'defaults' and name in ('connect_sent2doc', 'connect_sent2sent', 'use_all_sentences')   # no sentence nodes
         if name == 'use_coref_edges' and not explorer.tok.coref_clusters: inert = True
+        if name == 'use_random_edges': inert = True     # rewiring moves edges, it does not change their counts by type
+        if name == 'use_all_sentences' and start == 'all_on':   # inert when every sentence contains a mention
+            inert = all(any(m.support == s and m.tok_start < e and b < m.tok_end for m in explorer.tok.mentions)
+                        for s, b, e in explorer.tok.sentences)
         assert (explorer.diff == NO_CHANGE) == inert, (name, explorer.diff)
     assert text.TOKENIZER_CALLS == calls           # a toggle never tokenises
 
@@ -88,6 +92,7 @@ def test_switches_that_add_nodes(explorer):
     assert not explorer.toggles['connect_sent2doc'].disabled
     explorer.toggles['use_sentence_nodes'].value = False
     assert explorer.toggles['connect_sent2doc'].disabled and explorer.toggles['connect_sent2sent'].disabled
+    assert explorer.toggles['use_all_sentences'].disabled
 
 
 def test_limits(explorer):
