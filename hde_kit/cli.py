@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_cli.ipynb #683cd33a
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, sys, warnings
 from pathlib import Path
 
 # %% auto #0
@@ -289,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 _USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
-                'hde_kit.train.CheckpointError', 'builtins.FileNotFoundError', 'builtins.IsADirectoryError')
+                'hde_kit.train.CheckpointError', 'hde_kit.train.TrainingDiverged',
+                'builtins.OSError')   # missing, unreadable or unwritable files, a full disk: the environment, not a bug
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    "Warnings as `hde: warning: ...` (one line; the source line Python would show means nothing to a user)."
+    return f"hde: warning: {' '.join(str(message).split())}\n"
 
 def _is_user_error(e: BaseException) -> bool:
     "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
@@ -309,6 +314,7 @@ def _parse(argv=None):
 def main(argv=None) -> int:
     "Entry point of the `hde` command."
     args = _parse(argv)
+    warnings.formatwarning = _one_line_warning
     try: return args.func(args)
     except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
         print("hde: interrupted", file=sys.stderr)

@@ -259,7 +259,7 @@ _CHOICES = {
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
     'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
     'gnn.edge_type_embeddings': ('kv', 'k', 'v'),
-    'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense'),
+    'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense', 'padded'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
     'train.schedule': ('thesis', 'cosine', 'constant'),
     'train.precision': ('auto', 'bf16', 'fp32'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_encoders.ipynb #9ec196d6
 from __future__ import annotations
-import contextlib, hashlib, itertools, json, os, tempfile, warnings, zlib
+import contextlib, hashlib, itertools, json, os, tempfile, uuid, warnings, zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -433,13 +433,16 @@ class StateCache:
         "The cache of `encoder`'s states under `cache_dir`/states (default $HDE_CACHE or ~/.cache/hde_kit)."
         return cls(Path(cache_dir or _text.default_cache_dir()).expanduser() / 'states', state_cache_key(encoder, dtype, extra), dtype, **kw)
 
-    def _fresh(self) -> dict:
-        return {'version': _STATE_CACHE_VERSION, 'key': self.key, 'dtype': self.dtype, 'dim': None, 'rows': 0, 'entries': {}}
+    def _fresh(self) -> dict:   # `id`: which filling of the cache the states come from (checkpoints record it)
+        return {'version': _STATE_CACHE_VERSION, 'key': self.key, 'dtype': self.dtype, 'dim': None, 'rows': 0, 'entries': {},
+                'id': uuid.uuid4().hex[:12]}
 
     def _load(self):
         self.index = self._fresh()
         if not self.index_path.exists():
-            if self.data_path.exists(): self.data_path.unlink()   # data without an index is unreferenced
+            # data without an index is unreferenced, or a writer's first entries before its first index: only the
+            # writer (the holder of the lock) may delete it
+            if self.data_path.exists() and self._may_write(): self.data_path.unlink(missing_ok=True)
             return
         try:
             index = json.loads(self.index_path.read_text(encoding='utf-8'))
@@ -447,6 +450,8 @@ class StateCache:
                        ) or (f"format version {index.get('version')} != {_STATE_CACHE_VERSION}" if index.get('version') != _STATE_CACHE_VERSION else None
                        ) or (f"written for key {index.get('key')} (a foreign cache)" if index.get('key') != self.key else None
                        ) or (f"written as {index.get('dtype')}, not {self.dtype}" if index.get('dtype') != self.dtype else None)
+            if problem is None and not (index.get('dim') is None or (type(index['dim']) is int and index['dim'] > 0)):
+                problem = f"index.json has a width (dim) of {index.get('dim')!r}"
             if problem is None and index['rows']:
                 need = index['rows'] * index['dim'] * np.dtype(self.np_dtype).itemsize
                 have = self.data_path.stat().st_size if self.data_path.exists() else 0
@@ -458,10 +463,16 @@ class StateCache:
             self.clear()
         else: self.index = index
 
+    def _stop_writing(self, e: OSError):
+        "A full or read-only disk: hand states back uncached from now on (the index on disk stays consistent)."
+        warnings.warn(f"state cache {self.dir} cannot be written ({e.strerror or e}); continuing without caching states",
+                      _text.CacheWarning)
+        self._writer = False
+
     def clear(self):
-        "Forget every entry (the files are removed)."
+        "Forget every entry; the files are removed only by the writer (another process's live file is never deleted)."
         self._mm = None
-        self.data_path.unlink(missing_ok=True); self.index_path.unlink(missing_ok=True)
+        if self._may_write(): self.data_path.unlink(missing_ok=True); self.index_path.unlink(missing_ok=True)
         self.index, self._dirty, self._truncated = self._fresh(), 0, True
 
     def __len__(self): return len(self.index['entries'])
@@ -538,13 +549,19 @@ class StateCache:
                  'candidates': [len(c) for c in states['candidates']], 'subqueries': None if sub is None else sub.shape[0]}
         if not self._may_write():   # another process writes this cache: hand the states back as the cache would
             return self._split(torch.from_numpy(data.astype(np.float32)).view(-1, d), shape, sub is not None)
+        if self.index['dim'] not in (None, d):   # an index of the wrong width repairs itself
+            warnings.warn(f"state cache {self.dir} holds {self.index['dim']}-dim states, these are {d}-dim; rebuilding it", _text.CacheWarning)
+            self.clear()
         if self.index['dim'] is None: self.index['dim'] = d
-        elif self.index['dim'] != d: raise ValueError(f"state cache {self.dir} holds {self.index['dim']}-dim states, got {d}")
         if not self._truncated:   # drop bytes a killed writer appended but never indexed
             if self.data_path.exists() and self.data_path.stat().st_size > self.index['rows'] * d * data.itemsize:
                 os.truncate(self.data_path, self.index['rows'] * d * data.itemsize)
             self._truncated = True
-        with open(self.data_path, 'ab') as f: f.write(data.tobytes())
+        try:
+            with open(self.data_path, 'ab') as f: f.write(data.tobytes())
+        except OSError as err:
+            self._stop_writing(err)
+            return self._split(torch.from_numpy(data.astype(np.float32)).view(-1, d), shape, sub is not None)
         e = {'hash': token_hash(tok), 'offset': self.index['rows'], 'nrows': rows.shape[0], **shape, 'crc': zlib.crc32(data)}
         self.index['entries'][tok.id] = e
         self.index['rows'] += rows.shape[0]
@@ -554,10 +571,12 @@ class StateCache:
 
     def flush(self):
         "Make the data durable, then atomically replace the index."
-        if not self._dirty: return
-        if self.data_path.exists():
-            with open(self.data_path, 'rb+') as f: os.fsync(f.fileno())
-        _atomic_write_text(self.index_path, json.dumps(self.index))
+        if not self._dirty or not self._writer: return
+        try:
+            if self.data_path.exists():
+                with open(self.data_path, 'rb+') as f: os.fsync(f.fileno())
+            _atomic_write_text(self.index_path, json.dumps(self.index))
+        except OSError as e: self._stop_writing(e)
         self._dirty = 0
 
     def __enter__(self): return self

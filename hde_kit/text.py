@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_text.ipynb #c9e5efc9
 from __future__ import annotations
-import gc, hashlib, itertools, json, operator, os, re, unicodedata, warnings
+import gc, hashlib, itertools, json, operator, os, re, tempfile, unicodedata, warnings
 from bisect import bisect_left, bisect_right
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +27,8 @@ __all__ = ['TOKENIZER_CALLS', 'TEXT_DEFAULTS', 'COREF_PROVIDERS', 'PERSON_PRONOU
            'register_coref_provider', 'coref_annotations', 'CorefUnavailable', 'coref_spacy', 'coref_rules',
            'is_junk_candidate', 'fold', 'alias_mentions', 'junk_candidate_report', 'query_text', 'char_to_token_span',
            'exact_char_spans', 'head_span', 'tokenise_batch', 'tokenise_example', 'CacheWarning', 'default_cache_dir',
-           'example_hash', 'cache_options', 'encode_rows', 'decode_rows', 'TokenCache', 'iter_tokenised',
-           'tokenise_examples', 'non_overlapping_spans', 'replace_spans', 'anonymise_example']
+           'usable_cache_dir', 'example_hash', 'cache_options', 'encode_rows', 'decode_rows', 'TokenCache',
+           'iter_tokenised', 'tokenise_examples', 'non_overlapping_spans', 'replace_spans', 'anonymise_example']
 
 # %% ../nbs/03_text.ipynb #3cfded63
 @dataclass
@@ -808,6 +808,23 @@ def default_cache_dir() -> Path:
     "`$HDE_CACHE`, else `~/.cache/hde_kit`."
     return Path(os.environ.get('HDE_CACHE') or Path.home() / '.cache' / 'hde_kit')
 
+def usable_cache_dir(cache_dir=None, probe_bytes: int = 1 << 20) -> bool:
+    """Whether the cache folder (default `default_cache_dir()`) can be created and written, probed with a 1 MB file
+    that is removed again. A read-only, non-directory or full cache gets a `CacheWarning` and False: callers then
+    run without caches (everything is recomputed, nothing is written)."""
+    root = Path(cache_dir or default_cache_dir()).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix='.probe.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f: f.write(b'\0' * probe_bytes); f.flush(); os.fsync(f.fileno())
+        finally: Path(tmp).unlink(missing_ok=True)
+        return True
+    except OSError as e:
+        warnings.warn(f"cache {root} is not usable ({e.strerror or e}); running without caches: nothing is written there and "
+                      "everything is computed again", CacheWarning)
+        return False
+
 def example_hash(ex: Example, with_annotations: bool = False) -> str:
     "A hash of the example content that shapes its tokenisation."
     parts = [ex.id, ex.query, ex.supports, ex.candidates, ex.answer]
@@ -1050,9 +1067,12 @@ class TokenCache:
 def _atomic_write(path: Path, data: bytes):
     "Write to a temporary file in the same directory, then rename: readers never see a partial file."
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, 'wb') as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # a full disk or an interrupt leaves no temporary file behind
+        tmp.unlink(missing_ok=True); raise
 
 # %% ../nbs/03_text.ipynb #992da74e
 _WORKER: dict = {}
@@ -1123,7 +1143,12 @@ def iter_tokenised(examples: Iterable[Example], cfg_text=None, cache_dir=None, n
                         found.update(zip(hs, toks))
                         if cache is not None: batches.append(encode_rows(hs, toks))
                         bar.update(len(c))
-                if cache is not None: cache.put_batches(batches)
+                if cache is not None:
+                    try: cache.put_batches(batches)
+                    except OSError as e:   # a full or read-only disk: keep going uncached, say so once
+                        warnings.warn(f"tokenisation cache {cache.dir} cannot be written ({e.strerror or e}); "
+                                      "continuing without caching tokenisations", CacheWarning)
+                        cache = None
             for h in hashes: yield found[h]
     finally:
         bar.close()

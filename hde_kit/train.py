@@ -19,23 +19,23 @@ from torch import nn, Tensor
 from torch_geometric.data import Batch
 
 from .config import load_config, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
-from .data import read_examples, write_examples
+from .data import read_examples, write_examples, printable
 from .synthetic import generate, generate_from_config
-from .text import tokenise_examples, default_cache_dir, anonymise_example
+from .text import tokenise_examples, default_cache_dir, usable_cache_dir, anonymise_example
 from .graph import build_graphs, type_vocabulary, check_type_vocabulary, answer_hops
 from .encoders import make_encoder, encode_examples, TokenEncoder, StateCache, cached_states
 from .model import HDEModel, Prepared, prepare
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'DistInfo', 'resolve_device', 'init_distributed', 'autocast_context',
-           'read_split', 'hop_mixture', 'synthetic_splits', 'Splits', 'anonymised', 'load_splits', 'encoder_precision',
-           'prepare_split', 'GraphDataset', 'TrainBatch', 'collate', 'epoch_order', 'plan_steps', 'shard', 'TrainNet',
-           'make_optimizer', 'LRSchedule', 'size_bin', 'annotation_label', 'graph_facts', 'EvalResult',
-           'score_predictions', 'write_predictions', 'CheckpointError', 'rng_state', 'set_rng_state', 'seed_everything',
-           'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint', 'read_checkpoint',
-           'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights', 'format_init_report',
-           'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer', 'default_run_dir',
-           'train', 'evaluate_run', 'load_run']
+           'read_split', 'hop_mixture', 'synthetic_splits', 'Splits', 'anonymised', 'DataWarning', 'load_splits',
+           'encoder_precision', 'prepare_split', 'GraphDataset', 'TrainBatch', 'collate', 'epoch_order', 'plan_steps',
+           'shard', 'TrainNet', 'make_optimizer', 'LRSchedule', 'size_bin', 'annotation_label', 'graph_facts',
+           'EvalResult', 'score_predictions', 'write_predictions', 'CheckpointError', 'TrainingDiverged', 'rng_state',
+           'set_rng_state', 'seed_everything', 'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint',
+           'read_checkpoint', 'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights',
+           'format_init_report', 'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer',
+           'default_run_dir', 'train', 'evaluate_run', 'load_run']
 
 # %% ../nbs/09_train.ipynb #18bdd819
 @dataclass
@@ -118,14 +118,16 @@ def hop_mixture(n: int, hops: int) -> list[int]:
 def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[list, list]:
     "Train and dev examples of the synthetic world the `data` section describes, generated once and cached as JSON."
     key = config_hash({k: getattr(data_cfg, k, None) for k in _SYNTH_FIELDS})
-    where = Path(cache_dir or default_cache_dir()).expanduser() / 'synthetic' / key
-    files = where / 'train.json', where / 'dev.json'
-    if all(f.exists() for f in files):
+    where = Path(cache_dir or default_cache_dir()).expanduser() / 'synthetic' / key   # cache_dir False: generate, write nothing
+    files, sums = (where / 'train.json', where / 'dev.json'), where / 'sha256.json'
+    if cache_dir is not False and all(f.exists() for f in files):
         try:
+            if json.loads(sums.read_text(encoding='utf-8')) != [_sha256(f) for f in files]:
+                raise ValueError("a file does not match the checksum written with it (replaced or damaged)")
             splits = [read_examples(f, strict=True).examples for f in files]
             if [len(s) for s in splits] == [data_cfg.n_train, data_cfg.n_dev]: return splits[0], splits[1]
-        except Exception as e:   # a damaged cache file is regenerated, never trusted
-            warnings.warn(f"synthetic data cache {where} is unreadable ({e}); generating it again")
+        except Exception as e:   # a damaged or replaced cache file is regenerated, never trusted
+            warnings.warn(f"synthetic data cache {where} is unreadable or altered ({e}); generating it again")
     if getattr(data_cfg, 'mix_hops', False) and data_cfg.hops > 1:   # seeds as in generate_from_config: 2s train, 2s+1 dev
         seed, kw = getattr(data_cfg, 'synth_seed', 0), dict(num_docs=data_cfg.num_docs, num_candidates=data_cfg.num_candidates,
                                                             masked=bool(getattr(data_cfg, 'masked', False)))
@@ -133,7 +135,12 @@ def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[
                  for ex in generate(n, hops=h, seed=2 * seed, **kw)]
         dev = generate(data_cfg.n_dev, hops=data_cfg.hops, seed=2 * seed + 1, **kw)
     else: train, dev = generate_from_config(data_cfg, progress=progress)
-    for f, exs in zip(files, (train, dev)): write_examples(exs, f)   # atomic writes
+    if cache_dir is False: return train, dev
+    try:
+        for f, exs in zip(files, (train, dev)): write_examples(exs, f)   # atomic writes
+        _write_json(sums, [_sha256(f) for f in files])
+    except OSError as e:   # a read-only or full cache: the data is in memory, only the next run regenerates it
+        warnings.warn(f"synthetic data cache {where} cannot be written ({e.strerror or e}); continuing without caching it")
     return train, dev
 
 @dataclass
@@ -149,6 +156,18 @@ def anonymised(splits: Splits, seed: int = 0) -> Splits:
     "Every example of every split with its candidates replaced by `___MASKn___` (`data.anonymise`; see `text.anonymise_example`)."
     anon = lambda exs: [anonymise_example(e, seed) for e in exs]
     return dataclasses.replace(splits, train=anon(splits.train), dev=anon(splits.dev), test=anon(splits.test))
+
+class DataWarning(UserWarning):
+    "Records were skipped, or splits overlap: training goes on, and says so."
+
+def _warn_shared_ids(splits: dict):
+    "Warn when an example id appears in train and in dev or test: its evaluation would measure memory, not reasoning."
+    train = {e.id for e in splits['train']}
+    for split in ('dev', 'test'):
+        shared = [e.id for e in splits[split] if e.id in train]
+        if shared:
+            warnings.warn(f"data.train and data.{split} share {len(shared)} example id(s) (e.g. {printable(shared[0], 60)!r}): "
+                          f"{split} accuracy will overstate what the model learnt", DataWarning)
 
 def load_splits(cfg, cache_dir=None, progress: bool = False) -> Splits:
     "The train / dev / test examples of a config: its files, or the synthetic world when `data.train` is not set."
@@ -166,7 +185,12 @@ def load_splits(cfg, cache_dir=None, progress: bool = False) -> Splits:
             if path is None: out[split] = []; continue
             res = read_split(path, d, split, require_answer=None if split != 'test' else False)
             out[split], unreadable[split] = res.examples, dict(res.skipped)
-        if not out['train']: raise ConfigError(f"data.train={d.train}: no readable examples")
+            why = ', '.join(f"{r}: {n}" for r, n in res.skipped.most_common())
+            if not res.examples:   # an empty or unreadable dev/test file is an error, never a silent "no dev set"
+                raise ConfigError(f"data.{split}={path}: no readable examples" + (f" ({why}; hde data validate {path} lists them)" if why else ''))
+            if why: warnings.warn(f"data.{split}={path}: skipped {sum(res.skipped.values())} record(s) ({why}); "
+                                  f"hde data validate {path} lists them", DataWarning)
+        _warn_shared_ids(out)
         splits = Splits(out['train'], out['dev'], out['test'], unreadable)
     return anonymised(splits, int(getattr(d, 'synth_seed', 0))) if getattr(d, 'anonymise', False) else splits
 
@@ -184,7 +208,9 @@ def _float32(states: list) -> list:
 
 def prepare_split(examples: list, cfg, encoder: TokenEncoder, cache_dir=None, progress: bool = True) -> Prepared:
     "Graphs and token states of a split; for a trained encoder, the `TokenisedExample`s stand in for the states."
-    toks = tokenise_examples(examples, cfg.text, cache_dir=cache_dir, num_proc=cfg.text.num_proc, progress=progress)
+    cached = cache_dir is not False   # False: the cache folder is unusable, run without caches
+    toks = tokenise_examples(examples, cfg.text, cache_dir=cache_dir or None, num_proc=cfg.text.num_proc, progress=progress,
+                             use_cache=cached)
     built = build_graphs(toks, cfg.graph, num_proc=cfg.graph.num_proc, progress=progress)
     by_id = {t.id: t for t in toks}
     kept = [by_id[g.id] for g in built.graphs]
@@ -192,7 +218,7 @@ def prepare_split(examples: list, cfg, encoder: TokenEncoder, cache_dir=None, pr
     if encoder.trainable: return Prepared(list(built.graphs), kept, examples_kept, dict(built.failed))
     prec = encoder_precision(cfg.encoder, encoder.device)
     cache = None
-    if cfg.encoder.cache_states:   # bf16 states get a cache of their own (`extra` is part of the cache key)
+    if cfg.encoder.cache_states and cached:   # bf16 states get a cache of their own (`extra` is part of the cache key)
         cache = StateCache.for_encoder(encoder, cache_dir, dtype=cfg.encoder.cache_dtype,
                                        extra=None if prec == 'fp32' else {'autocast': prec})
     with autocast_context(encoder.device, prec):
@@ -495,6 +521,9 @@ CHECKPOINT_VERSION = 1
 class CheckpointError(ValueError):
     "A checkpoint is missing, damaged, or not one of ours."
 
+class TrainingDiverged(RuntimeError):
+    "The training loss became NaN or infinite; the run stops before saving the damaged weights."
+
 def _b64(t: Tensor) -> str: return base64.b64encode(t.cpu().numpy().tobytes()).decode('ascii')
 def _unb64(s: str) -> Tensor: return torch.from_numpy(np.frombuffer(base64.b64decode(s), dtype=np.uint8).copy())
 
@@ -699,13 +728,13 @@ class RunLogger:
     def lines(self) -> int:
         "How many lines metrics.jsonl holds."
         if not self.path or not self.path.exists(): return 0
-        with open(self.path, encoding='utf-8') as f: return sum(1 for _ in f)
+        with open(self.path, 'rb') as f: return sum(1 for _ in f)   # bytes: a damaged line must not stop a resume
 
     def truncate(self, n: int):
         "Keep the first `n` lines (a resumed run forgets what the killed run logged after its checkpoint)."
         if not self.enabled or not self.path.exists(): return
-        with open(self.path, encoding='utf-8') as f: kept = [l for _, l in zip(range(n), f)]
-        tmp = self.path.with_suffix('.tmp'); tmp.write_text(''.join(kept), encoding='utf-8'); os.replace(tmp, self.path)
+        with open(self.path, 'rb') as f: kept = [l for _, l in zip(range(n), f)]
+        tmp = self.path.with_suffix('.tmp'); tmp.write_bytes(b''.join(kept)); os.replace(tmp, self.path)
 
     def log(self, record: dict):
         if not self.enabled: return
@@ -728,7 +757,7 @@ def read_metrics(source) -> list[dict]:
     if path.is_dir():
         path = path / 'metrics.jsonl'
         if not path.exists(): return []
-    text = path.read_text(encoding='utf-8')
+    text = path.read_bytes().decode('utf-8', 'replace')   # invalid UTF-8 spoils its line only (skipped below)
     if text.lstrip().startswith('['): return [dict(r) for r in json.loads(text)]
     out, bad = [], 0
     for line in text.splitlines():
@@ -907,6 +936,7 @@ class Trainer:
                 self.step, self.step_in_epoch = self.step + 1, k + 1
                 over = bool(limit) and self.info.is_main and time.time() - t0 > float(limit)   # per session: a resumed run gets the limit again
                 *got, stop = self._sync_sums([float(v) for v in local] + [float(over)])
+                if not math.isfinite(got[0]): self._diverged(epoch, got[0])
                 self.sums = [a + b for a, b in zip(self.sums, got)]
                 self.window = [a + b for a, b in zip(self.window, got)] + [self.window[3] + 1]
                 bar.update(1)
@@ -919,6 +949,13 @@ class Trainer:
         finally:
             bar.close()
         return None
+
+    def _diverged(self, epoch: int, loss: float):
+        "Stop: a NaN / infinite loss means the weights are now NaN too; nothing is saved over the last good checkpoint."
+        last = list_checkpoints(self.run_dir) if self.run_dir is not None else []
+        raise TrainingDiverged(f"training diverged at step {self.step} (epoch {epoch + 1}): the loss is {loss}; "
+                               + (f"the last checkpoint {last[-1].name} is intact. " if last else '')
+                               + "Lower train.lr, keep train.grad_clip > 0, or check the data")
 
     def _log_window(self, epoch: int):
         loss, correct, n, steps = self.window
@@ -1009,16 +1046,37 @@ class Trainer:
                  'step_in_epoch': self.step_in_epoch, 'world_size': self.info.world_size, 'rng': rngs,
                  'optimizer': opt_meta, 'schedule': self.schedule.state_dict(), 'sums': self.sums, 'window': self.window,
                  'best': self.best, 'history': self.history, 'metrics_lines': self.logger.lines(),
-                 'elapsed': self._elapsed(), 'saved_at': datetime.now().isoformat(timespec='seconds')}
+                 'elapsed': self._elapsed(), 'saved_at': datetime.now().isoformat(timespec='seconds'),
+                 'state_cache': self._cache_identity()}
         path = save_checkpoint(self.run_dir / 'checkpoints', self._ck_name(), self.net.state_dict(), state, opt_tensors)
         if best: _write_json(self.run_dir / 'checkpoints' / 'best.json', self.best)
         prune_checkpoints(self.run_dir, int(self.tc.keep_last or 1))
         return path
 
+    def _latest_intact(self) -> 'Checkpoint':
+        "The newest checkpoint that reads back intact; a damaged newer one is skipped with a warning."
+        found = list_checkpoints(self.run_dir)[::-1]
+        if not found: return read_checkpoint(find_checkpoint(self.run_dir, 'latest'))   # the usual "no checkpoint" error
+        for k, p in enumerate(found):
+            try: return read_checkpoint(p)
+            except CheckpointError as e:
+                if k + 1 == len(found): raise
+                warnings.warn(f"{e}; resuming from the older checkpoint {found[k + 1].name} instead")
+
+    def _cache_identity(self) -> Optional[str]:
+        "Which state cache the training states come from (its folder and the id it was created with), or None."
+        cache = getattr(self.train_data.states, 'cache', None)
+        return f"{cache.dir} (id {cache.index.get('id')})" if cache is not None else None
+
     def resume(self, path=None) -> Path:
         "Continue from a checkpoint (default: this run's latest): weights, optimiser, schedule, position, RNG, metrics."
-        ck = read_checkpoint(path if path is not None else find_checkpoint(self.run_dir, 'latest'))
+        ck = read_checkpoint(path) if path is not None else self._latest_intact()
         s = ck.state
+        saved, now = s.get('state_cache'), self._cache_identity()
+        if saved is not None and saved != now:
+            warnings.warn(f"{ck.path}: token states now come from {now or 'no cache'}, not the checkpoint's {saved}: cached states "
+                          "depend on the batches they were first computed in, so results can differ from an uninterrupted "
+                          "run in the third decimal")
         try: self.net.load_state_dict(ck.weights)
         except RuntimeError as e:
             raise CheckpointError(f"{ck.path}: its weights do not fit this model (was the config changed?): {e}") from None
@@ -1070,10 +1128,15 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
         run_dir = Path(run_dir)
         if problem: raise ConfigError(problem)
         if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            cfg.train.run_dir = str(run_dir)
-            save_config(cfg, run_dir / 'config.yaml')
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                cfg.train.run_dir = str(run_dir)
+                save_config(cfg, run_dir / 'config.yaml')
+            except OSError as e:   # read-only, a file in the way, a full disk: say which folder, before any work
+                raise ConfigError(f"run directory {run_dir} cannot be written ({e.strerror or e}); choose another with --run-dir "
+                                  "or train.run_dir") from None
         cache_dir = cache_dir or tc.cache_dir
+        if not usable_cache_dir(cache_dir): cache_dir = False   # warned: run without caches
         t0 = time.time()
         # Caches have one writer at a time: rank 0 first, then the first process of every other node (whose cache
         # may be a local disk), then the rest, which find everything cached and only read.
@@ -1126,6 +1189,7 @@ def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=Non
     res = read_examples(data, strict=False, dataset=dataset if dataset in ('wikihop', 'medhop') else None,
                         masked=bool(cfg.data.masked), require_answer=False)
     encoder = make_encoder(cfg.encoder).to(device)
+    if not usable_cache_dir(cache_dir): cache_dir = False   # warned: evaluate without caches
     prepared = prepare_split(res.examples, cfg, encoder, cache_dir, progress)   # never the checkpoint's cache_dir: a run folder from elsewhere chooses no paths here
     net = TrainNet(HDEModel(cfg, encoder.out_dim), encoder, cfg.graph.use_subquery_nodes, cfg.encoder.max_tokens).to(device)
     try: net.load_state_dict(ck.weights)
