@@ -84,7 +84,7 @@ def prepare() -> list[Path]:
     notebooks = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
     for p in notebooks:
         if p.stem == 'index': continue   # the README is generated from it; the site's home page includes the README
-        (SRC / p.name).write_text(json.dumps(process_notebook(p), ensure_ascii=False), encoding='utf-8')
+        (SRC / p.name).write_text(json.dumps(process_notebook(p)), encoding='utf-8')   # ASCII: docutils splits lines at U+2028 and friends
     for md in NBS.glob('*.md'): shutil.copy(md, SRC / md.name)
     (SRC / 'index.md').write_text(index_page(notebooks), encoding='utf-8')
     return notebooks
