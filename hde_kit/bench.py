@@ -1173,8 +1173,10 @@ class _PeakRSS:
 
 def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[str] = (), batch_size: int = 8,
                    train_steps: Optional[int] = None, device=None, threads: Optional[int] = None, seed: int = 0,
-                   examples: Optional[list] = None) -> list[dict]:
-    "Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage)."
+                   examples: Optional[list] = None, dataset: Optional[str] = None, split: Optional[str] = None,
+                   masked: bool = False) -> list[dict]:
+    """Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage);
+    `data` may be a QAngaroo directory or zip (`dataset`, `split`, `masked` choose the file)."""
     from hde_kit.config import load_config
     from hde_kit.data import read_examples
     from hde_kit.synthetic import generate
@@ -1187,7 +1189,7 @@ def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if threads: torch.set_num_threads(threads)
     if examples is None:
-        examples = (read_examples(data, limit=n).examples if data else
+        examples = (read_examples(data, limit=n, dataset=dataset, split=split, masked=masked).examples if data else
                     generate(n, hops=2, num_docs=14, num_candidates=20, seed=seed))
     source = data or 'synthetic 2-hop, 14 supports, 20 candidates'
     rows = []
@@ -1552,12 +1554,91 @@ def report_from_dir(out_dir) -> dict:
 
 def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_size: int = 8, device=None,
                        threads: Optional[int] = 1, overrides: Sequence[str] = (), isolate: Optional[bool] = None,
-                       name: str = 'pipeline') -> dict:
+                       name: str = 'pipeline', dataset: Optional[str] = None, split: Optional[str] = None,
+                       masked: bool = False) -> dict:
     "Run `pipeline_bench` (in a worker process on the CPU), write `name`.csv and `name`.txt to `out_dir`, print the table."
     device = str(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     isolate = torch.device(device).type == 'cpu' if isolate is None else isolate
     kw = dict(n=n, data=str(data) if data else None, batch_size=batch_size, device=device, threads=threads,
-              overrides=list(overrides))
+              overrides=list(overrides), dataset=dataset, split=split, masked=bool(masked))
+    if isolate:
+        with Worker(threads) as w: rows = w.call('pipeline_bench', **kw)
+    else: rows = pipeline_bench(**kw)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    info = machine_info(device, threads)
+    text = (f"hde bench pipeline: {rows[0]['examples']} examples ({Path(data).name if data else 'synthetic'}), batch "
+            f"{batch_size}, device {device}, threads {threads}; wall time\n" + format_pipeline(rows))
+    paths = dict(csv=write_csv(rows, out / f'{name}.csv'))
+    (out / f'{name}.txt').write_text(text + '\n' + format_machine(info)); paths['text'] = out / f'{name}.txt'
+    print(text, end='')
+    return dict(rows=rows, text=text, paths=paths)
+
+
+# %% ../nbs/12_bench.ipynb #dd1d2d2e
+QUICK = dict(nodes=(128, 512, 1024), densities=(0.01, 0.1), hde_graphs=(1, 10), repeats=3, max_repeats=10, budget_s=0.3)
+
+def bench_attention_cli(out_dir, nodes: Optional[Sequence[int]] = None, densities: Optional[Sequence[float]] = None,
+                        dim: int = 256, heads: int = 4, repeats: int = 5, quick: bool = False, device=None,
+                        warmup: int = 1, hde_graphs: Optional[Sequence[int]] = None, kernels: Sequence[str] = KERNELS,
+                        max_step_ms: Union[float, str, None] = 'auto', max_memory_mb: Union[float, str, None] = 'auto',
+                        budget_s: Optional[float] = None, max_repeats: Optional[int] = None, threads: Optional[int] = 1,
+                        clock: str = 'auto', progress: bool = True, isolate: Optional[bool] = None) -> dict:
+    "Run the attention sweep, write CSV / plots / machine.txt / summary.txt to `out_dir`, print the acceptance summary."
+    q = QUICK if quick else {}
+    nodes = tuple(nodes or q.get('nodes', NODES)); densities = tuple(densities or q.get('densities', DENSITIES))
+    hde_graphs = tuple(hde_graphs if hde_graphs is not None else q.get('hde_graphs', HDE_GRAPHS))
+    repeats = min(repeats, q['repeats']) if quick else repeats
+    budget_s = budget_s or q.get('budget_s', 1.0); max_repeats = max_repeats or q.get('max_repeats', 30)
+    device = str(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    out = Path(out_dir)
+    info = machine_info(device, threads)
+    t0 = time.perf_counter()
+    rows = attention_sweep(nodes, densities, dim, heads, kernels, device, repeats, warmup, hde_graphs, max_repeats,
+                           budget_s, max_step_ms, max_memory_mb, threads, clock, isolate, progress)
+    elapsed = time.perf_counter() - t0
+    settings = dict(nodes=list(nodes), densities=list(densities), hde_graphs=list(hde_graphs), repeats=repeats,
+                    max_repeats=max_repeats, budget_s=budget_s, warmup=warmup, max_step_ms=max_step_ms,
+                    max_memory_mb=max_memory_mb if not isinstance(max_memory_mb, float) else round(max_memory_mb),
+                    run_minutes=round(elapsed / 60, 1))
+    res = write_report(rows, out, info, settings)
+    print(res['summary'], end='')
+    return res
+
+def write_report(rows: Sequence[dict], out_dir, info: Optional[dict] = None, settings: Optional[dict] = None,
+                 csv: bool = True) -> dict:
+    """Write attention.csv, run.json (machine and settings), machine.txt, summary.txt and the plots of a sweep to
+    `out_dir`; returns dict(rows, checks, summary, passed, paths)."""
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    checks = acceptance_checks(rows)
+    summary = format_summary(rows, checks, info, settings)
+    paths = dict(csv=write_csv(rows, out / 'attention.csv')) if csv else {}
+    (out / 'run.json').write_text(json.dumps(dict(machine=info, settings=settings), indent=1)); paths['run'] = out / 'run.json'
+    if info: (out / 'machine.txt').write_text(format_machine(info)); paths['machine'] = out / 'machine.txt'
+    (out / 'summary.txt').write_text(summary); paths['summary'] = out / 'summary.txt'
+    plots = {'time': lambda: plot_vs_nodes(rows, 'time_ms'), 'memory': lambda: plot_vs_nodes(rows, 'peak_mb'),
+             'flops': lambda: plot_vs_nodes(rows, 'flops'), 'hde': lambda: plot_hde(rows),
+             'crossover': lambda: plot_crossover(rows), 'dispatch': lambda: plot_dispatch(rows)}
+    for name, make in plots.items():
+        if name == 'hde' and not any(r['family'] == 'hde' for r in rows): continue
+        if name != 'hde' and not any(r['family'] == 'random' for r in rows): continue
+        paths[name] = save_figure(make(), out / f"{name}.png")
+    return dict(rows=list(rows), checks=checks, summary=summary, passed=all(c['passed'] for c in checks), paths=paths)
+
+def report_from_dir(out_dir) -> dict:
+    "Re-make summary.txt and the plots of a finished run from its attention.csv and run.json (e.g. after a plot change)."
+    out = Path(out_dir)
+    run = json.loads((out / 'run.json').read_text()) if (out / 'run.json').exists() else {}
+    return write_report(read_csv(out / 'attention.csv'), out, run.get('machine'), run.get('settings'), csv=False)
+
+def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_size: int = 8, device=None,
+                       threads: Optional[int] = 1, overrides: Sequence[str] = (), isolate: Optional[bool] = None,
+                       name: str = 'pipeline', dataset: Optional[str] = None, split: Optional[str] = None,
+                       masked: bool = False) -> dict:
+    "Run `pipeline_bench` (in a worker process on the CPU), write `name`.csv and `name`.txt to `out_dir`, print the table."
+    device = str(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    isolate = torch.device(device).type == 'cpu' if isolate is None else isolate
+    kw = dict(n=n, data=str(data) if data else None, batch_size=batch_size, device=device, threads=threads,
+              overrides=list(overrides), dataset=dataset, split=split, masked=bool(masked))
     if isolate:
         with Worker(threads) as w: rows = w.call('pipeline_bench', **kw)
     else: rows = pipeline_bench(**kw)
