@@ -116,6 +116,7 @@ class GNNConfig:
     heads: int = 4
     dropout: float = 0.1
     use_edge_type_embeddings: bool = True
+    full_attention: bool = False      # attend over every node pair of a graph; pairs without an edge get an extra 'unconnected' type
     edge_type_embeddings: str = "kv"  # graph_attention: the type embeddings enter keys and values (kv), keys only (k) or values only (v)
     relational: bool = False
     use_gating: bool = True
@@ -133,6 +134,7 @@ class TrainConfig:
     optimizer: str = "adamw"          # adamw | adam | sgd
     lr: float = 2e-3
     encoder_lr: Optional[float] = None
+    encoder_freeze_epochs: int = 0    # a trained encoder (fine_tune_embedder, scratch, static) stays frozen for the first n epochs
     weight_decay: float = 0.01
     schedule: str = "thesis"          # thesis: the original code's schedule (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
     lr_decay_fac: float = 0.9
@@ -248,7 +250,7 @@ _POSITIVE = ('text.max_length', 'text.num_proc', 'graph.max_nodes', 'graph.max_e
              'train.num_threads')     # the last five may also be null
 _NON_NEGATIVE = ('text.stride', 'encoder.bert_fine_tune_layers', 'embedder.num_coattention_layers', 'train.warmup_steps',
                  'train.num_workers', 'data.n_dev', 'pretrain.dev_sets', 'bench.warmup', 'train.weight_decay',
-                 'train.grad_clip')   # grad_clip 0: no clipping
+                 'train.grad_clip', 'train.encoder_freeze_epochs')   # grad_clip 0: no clipping
 _POSITIVE_FLOAT = ('train.lr', 'train.encoder_lr', 'train.lr_decay_fac', 'train.max_runtime_seconds')
 _FRACTION = ('encoder.dropout', 'gnn.dropout', 'train.momentum')    # in [0, 1)
 _CHOICES = {

@@ -1005,6 +1005,7 @@ class Trainer:
                              'steps_per_epoch': len(self.plan(0)), 'world_size': self.info.world_size,
                              'device': str(self.device)})
         for epoch in range(self.epoch, int(self.tc.epochs)):
+            self._freeze_encoder(epoch)
             t_epoch, remaining = time.time(), sum(len(mb) for step in self.plan(epoch)[self.step_in_epoch:] for mb in step)
             stopped = self._train_epoch(epoch, t0)
             if stopped:
@@ -1020,6 +1021,16 @@ class Trainer:
         self.logger.close()
         return TrainResult(self.run_dir, self.best_eval, self.best, self.history, self.step, self.epoch, stopped, secs,
                            self.init_report)
+
+    def _freeze_encoder(self, epoch: int):
+        "`train.encoder_freeze_epochs`: a trained encoder's parameters take no gradient (so no update) before that epoch."
+        n = int(getattr(self.tc, 'encoder_freeze_epochs', 0) or 0)
+        if not n or self.net.encoder is None: return
+        if self.ddp is not None and not getattr(self.tc, 'find_unused_parameters', False):
+            raise ConfigError("train.encoder_freeze_epochs under DDP needs train.find_unused_parameters=true")
+        if not hasattr(self, '_encoder_params'):   # the parameters the encoder trains at all (e.g. its last layers only)
+            self._encoder_params = [p for p in self.net.encoder.parameters() if p.requires_grad]
+        for p in self._encoder_params: p.requires_grad_(epoch >= n)
 
     def evaluate(self, data: Prepared, examples: Optional[Sequence] = None, unreadable: Optional[dict] = None) -> EvalResult:
         "Evaluate the current weights on a prepared split."

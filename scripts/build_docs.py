@@ -92,10 +92,13 @@ def prepare() -> list[Path]:
 def main():
     notebooks = prepare()
     print(f"build_docs: {len(notebooks)} notebooks processed into {SRC.relative_to(ROOT)}/", flush=True)
-    if OUT.exists(): shutil.rmtree(OUT)
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-j', '2', str(SRC), str(OUT)]
+    # myst-nb writes helper files beside the output folder (`jupyter_execute/`): build inside _docs_src, then move
+    html = SRC / '_html'
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-j', '2', str(SRC), str(html)]
     done = subprocess.run(cmd, cwd=ROOT)
     if done.returncode: sys.exit(f"build_docs: sphinx-build failed (exit {done.returncode})")
+    if OUT.exists(): shutil.rmtree(OUT)
+    shutil.move(str(html), str(OUT))
     print(f"build_docs: site written to {OUT.relative_to(ROOT)}/index.html", flush=True)
 
 if __name__ == '__main__': main()
