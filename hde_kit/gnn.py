@@ -23,7 +23,7 @@ with warnings.catch_warnings():
 # %% auto #0
 __all__ = ['DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments', 'size_buckets',
            'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention', 'PyGCore',
-           'MeanMessages', 'SageAsym', 'make_layer', 'GNNLayer', 'GNNStack']
+           'MeanMessages', 'SageAsym', 'MeanNeighbours', 'ReluMessages', 'make_layer', 'GNNLayer', 'GNNStack']
 
 # %% ../nbs/07_gnn.ipynb #2c8b7d6c
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -651,8 +651,30 @@ class SageAsym(nn.Module):
         out = self.self_lin(x) + self.neighbours(sums / counts.clamp(min=1).unsqueeze(-1))
         return (out, None) if return_attention else out
 
+# %% ../nbs/07_gnn.ipynb #a17e0702
+class MeanNeighbours(nn.Module):
+    "Core `sage_core`: the mean of the in-neighbours' states, no parameters (0 for a node without in-edges)."
+    def forward(self, x, edge_index, edge_type=None, node_type=None, return_attention=False):
+        sums, counts = _typed_sums(x, edge_index, None, 1)
+        out = sums[:, 0] / counts.clamp(min=1)
+        return (out, None) if return_attention else out
+
+class ReluMessages(nn.Module):
+    "Core `linear2`: the mean over in-edges of ReLU(W x_s + b)."
+    def __init__(self, dim: int):
+        super().__init__()
+        self.message = nn.Linear(dim, dim)
+
+    def forward(self, x, edge_index, edge_type=None, node_type=None, return_attention=False):
+        msg = torch.relu(self.message(x)).index_select(0, edge_index[0])
+        n = x.size(0)
+        sums = x.new_zeros(n, x.size(1)).index_add_(0, edge_index[1], msg)
+        counts = x.new_zeros(n).index_add_(0, edge_index[1], x.new_ones(edge_index.size(1)))
+        out = sums / counts.clamp(min=1).unsqueeze(-1)
+        return (out, None) if return_attention else out
+
 # %% ../nbs/07_gnn.ipynb #de8ad752
-CORES = ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym')
+CORES = ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym', 'sage_core', 'linear2')
 RELATIONAL_CORES = ('graph_attention', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym')
 
 def make_layer(core: str, dim: int, heads: int = 4, num_edge_types: int = 0, dropout: float = 0.0,
@@ -666,6 +688,8 @@ def make_layer(core: str, dim: int, heads: int = 4, num_edge_types: int = 0, dro
                               kernel=kernel, relational=relational)
     if core in ('mlp', 'mlp_asym'): return MeanMessages(dim, num_edge_types, relational, self_transform=core == 'mlp_asym')
     if core == 'sage_asym': return SageAsym(dim, num_edge_types, relational)
+    if core == 'sage_core': return MeanNeighbours()
+    if core == 'linear2': return ReluMessages(dim)
     return PyGCore(core, dim, heads, num_edge_types, dropout, use_edge_type_embeddings)
 
 # %% ../nbs/07_gnn.ipynb #4dd30e92
