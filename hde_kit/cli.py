@@ -242,6 +242,15 @@ def _bench_out(args) -> Path:
 def cmd_bench(args) -> int:
     from hde_kit import bench
     out = _bench_out(args)
+    if args.which == 'encoder':
+        bench.bench_encoder_cli(out, args.n, args.max_tokens, args.repeats, args.device, args.precision, args.threads)
+        print(f"results: {out}")
+        return 0
+    if args.which == 'pipeline' and args.wikihop_scale:
+        bench.bench_wikihop_cli(out, args.data, args.limit, args.encode_sample, args.chunk,
+                                32 if args.batch_size == 8 else args.batch_size, args.device, args.threads, args.overrides)
+        print(f"results: {out}")
+        return 0
     if args.which == 'pipeline':
         bench.bench_pipeline_cli(out, args.n, args.data, args.batch_size, args.device, args.threads, args.overrides, name=args.name,
                                  dataset=args.dataset, split=args.split, masked=bool(args.masked))
@@ -259,8 +268,8 @@ def cmd_bench(args) -> int:
     return 1 if args.strict and not res['passed'] else 0
 
 def _add_bench(sub):
-    "`hde bench attention|pipeline`: the options of notebook 12's `bench_attention_cli` / `bench_pipeline_cli`."
-    bench = sub.add_parser('bench', help='benchmarks: attention (time/memory/FLOPs vs N and density) | pipeline').add_subparsers(dest='which', required=True)
+    "`hde bench attention|pipeline|encoder`: the options of notebook 12's `bench_attention_cli`, `bench_pipeline_cli` (`bench_wikihop_cli`), `bench_encoder_cli`."
+    bench = sub.add_parser('bench', help='benchmarks: attention (time/memory/FLOPs vs N and density) | pipeline | encoder').add_subparsers(dest='which', required=True)
     a = bench.add_parser('attention', help='memory / FLOPs / runtime of attention kernels against N and density')
     a.add_argument('--out', help='output folder (default: runs/bench-attention-<timestamp>)')
     a.add_argument('--nodes', type=int, nargs='+'); a.add_argument('--densities', type=float, nargs='+')
@@ -281,8 +290,19 @@ def _add_bench(sub):
     p.add_argument('--data', help='a QAngaroo file, directory or zip (default: synthetic WikiHop-shaped examples)')
     p.add_argument('--batch-size', type=int, default=8); p.add_argument('--device')
     p.add_argument('--threads', type=int, default=1); p.add_argument('--name', default='pipeline', help='output file stem')
+    p.add_argument('--wikihop-scale', action='store_true', help='43,738 + 5,129 WikiHop-shaped examples, streamed; '
+                   'per-stage time, examples/s, peak memory and the projected epoch')
+    p.add_argument('--limit', type=int, help='--wikihop-scale: measure the first LIMIT examples, project the rest')
+    p.add_argument('--encode-sample', type=int, help='--wikihop-scale: examples to encode (default: all on CUDA, 16 on CPU)')
+    p.add_argument('--chunk', type=int, default=256, help='--wikihop-scale: examples per streamed chunk')
     p.add_argument('overrides', nargs='*', help='config overrides (dotted keys)'); _data_options(p)
     p.set_defaults(func=cmd_bench)
+    en = bench.add_parser('encoder', help='frozen encoding through the kit vs a bare AutoModel forward on the same batches')
+    en.add_argument('--out', help='output folder (default: runs/bench-encoder-<timestamp>)'); en.add_argument('--n', type=int, default=16)
+    en.add_argument('--max-tokens', type=int); en.add_argument('--repeats', type=int, default=3)
+    en.add_argument('--device'); en.add_argument('--threads', type=int, default=1)
+    en.add_argument('--precision', default='auto', choices=('auto', 'bf16', 'fp32'))
+    en.set_defaults(func=cmd_bench)
 
 def _add_viz_bench(sub):
     viz = sub.add_parser('viz', help='attention graphs and information flow of a trained run').add_subparsers(dest='action', required=True)
