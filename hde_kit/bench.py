@@ -31,7 +31,7 @@ __all__ = ['KERNELS', 'HDE_KERNELS', 'PEER_LAYERS', 'SPARSE_KERNELS', 'LABELS', 
            'plot_vs_nodes', 'plot_hde', 'plot_crossover', 'plot_dispatch', 'save_figure', 'pipeline_bench',
            'format_pipeline', 'encoder_throughput', 'default_max_tokens', 'format_encoder', 'fit_wikihop_shape',
            'wikihop_like', 'wikihop_scale_bench', 'format_wikihop_scale', 'bench_wikihop_cli', 'bench_attention_cli',
-           'write_report', 'report_from_dir', 'bench_pipeline_cli', 'main']
+           'write_report', 'report_from_dir', 'bench_pipeline_cli', 'bench_encoder_cli']
 
 # %% ../nbs/12_bench.ipynb #d069c0eb
 @dataclass
@@ -1173,8 +1173,10 @@ class _PeakRSS:
 
 def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[str] = (), batch_size: int = 8,
                    train_steps: Optional[int] = None, device=None, threads: Optional[int] = None, seed: int = 0,
-                   examples: Optional[list] = None) -> list[dict]:
-    "Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage)."
+                   examples: Optional[list] = None, dataset: Optional[str] = None, split: Optional[str] = None,
+                   masked: bool = False) -> list[dict]:
+    """Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage);
+    `data` may be a QAngaroo directory or zip (`dataset`, `split`, `masked` choose the file)."""
     from hde_kit.config import load_config
     from hde_kit.data import read_examples
     from hde_kit.synthetic import generate
@@ -1187,7 +1189,7 @@ def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if threads: torch.set_num_threads(threads)
     if examples is None:
-        examples = (read_examples(data, limit=n).examples if data else
+        examples = (read_examples(data, limit=n, dataset=dataset, split=split, masked=masked).examples if data else
                     generate(n, hops=2, num_docs=14, num_candidates=20, seed=seed))
     source = data or 'synthetic 2-hop, 14 supports, 20 candidates'
     rows = []
@@ -1552,12 +1554,13 @@ def report_from_dir(out_dir) -> dict:
 
 def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_size: int = 8, device=None,
                        threads: Optional[int] = 1, overrides: Sequence[str] = (), isolate: Optional[bool] = None,
-                       name: str = 'pipeline') -> dict:
+                       name: str = 'pipeline', dataset: Optional[str] = None, split: Optional[str] = None,
+                       masked: bool = False) -> dict:
     "Run `pipeline_bench` (in a worker process on the CPU), write `name`.csv and `name`.txt to `out_dir`, print the table."
     device = str(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     isolate = torch.device(device).type == 'cpu' if isolate is None else isolate
     kw = dict(n=n, data=str(data) if data else None, batch_size=batch_size, device=device, threads=threads,
-              overrides=list(overrides))
+              overrides=list(overrides), dataset=dataset, split=split, masked=bool(masked))
     if isolate:
         with Worker(threads) as w: rows = w.call('pipeline_bench', **kw)
     else: rows = pipeline_bench(**kw)
@@ -1570,60 +1573,13 @@ def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_s
     print(text, end='')
     return dict(rows=rows, text=text, paths=paths)
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    "`attention` or `pipeline` benchmark from command-line arguments (see bench_attention_cli / bench_pipeline_cli)."
-    import argparse
-    ap = argparse.ArgumentParser(prog='hde bench', description='hde_kit benchmarks: attention kernels, pipeline throughput')
-    sub = ap.add_subparsers(dest='what', required=True)
-    a = sub.add_parser('attention', help='memory / FLOPs / runtime of attention kernels against N and density')
-    a.add_argument('--out', default='benchmarks/results/run', help='output folder')
-    a.add_argument('--nodes', type=int, nargs='+'); a.add_argument('--densities', type=float, nargs='+')
-    a.add_argument('--hde-graphs', type=int, nargs='*', help='batch sizes of HDE graphs (none: skip them)')
-    a.add_argument('--dim', type=int, default=256); a.add_argument('--heads', type=int, default=4)
-    a.add_argument('--repeats', type=int, default=5); a.add_argument('--warmup', type=int, default=1)
-    a.add_argument('--max-repeats', type=int); a.add_argument('--budget', type=float, help='seconds of rounds per point')
-    a.add_argument('--kernels', nargs='+', default=list(KERNELS), choices=KERNELS)
-    a.add_argument('--max-step-ms', type=float, help='skip kernels estimated slower than this per step (CPU)')
-    a.add_argument('--max-memory-mb', type=float, help='skip kernels estimated to need more memory')
-    a.add_argument('--quick', action='store_true'); a.add_argument('--device')
-    a.add_argument('--threads', type=int, default=1); a.add_argument('--clock', default='auto', choices=('auto', 'cpu', 'wall'))
-    a.add_argument('--strict', action='store_true', help='exit with status 1 when an acceptance check fails')
-    a.add_argument('--in-process', action='store_true', help='measure in this process, not in worker processes')
-    p = sub.add_parser('pipeline', help='examples/s and peak memory of tokenisation, graphs, encoder, training step')
-    p.add_argument('--out', default='benchmarks/results/run'); p.add_argument('--n', type=int, default=32)
-    p.add_argument('--data', help='a QAngaroo file (default: synthetic WikiHop-shaped examples)')
-    p.add_argument('--batch-size', type=int, default=8); p.add_argument('--device')
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--name', default='pipeline', help='output file stem')
-    p.add_argument('--wikihop-scale', action='store_true', help='43,738 + 5,129 WikiHop-shaped examples, streamed; '
-                   'per-stage time, examples/s, peak memory and the projected epoch')
-    p.add_argument('--limit', type=int, help='--wikihop-scale: measure the first LIMIT examples, project the rest')
-    p.add_argument('--encode-sample', type=int, help='--wikihop-scale: examples to encode (default: all on CUDA, 16 on CPU)')
-    p.add_argument('--chunk', type=int, default=256, help='--wikihop-scale: examples per streamed chunk')
-    p.add_argument('overrides', nargs='*', help='config overrides (dotted keys)')
-    en = sub.add_parser('encoder', help='frozen encoding through the kit vs a bare AutoModel forward on the same batches')
-    en.add_argument('--out', default='benchmarks/results/run'); en.add_argument('--n', type=int, default=16)
-    en.add_argument('--max-tokens', type=int); en.add_argument('--repeats', type=int, default=3)
-    en.add_argument('--device'); en.add_argument('--threads', type=int, default=1)
-    en.add_argument('--precision', default='auto', choices=('auto', 'bf16', 'fp32'))
-    args = ap.parse_args(argv)
-    if args.what == 'encoder':
-        res = encoder_throughput(args.n, args.max_tokens, args.repeats, args.device, args.precision, threads=args.threads)
-        text = format_encoder(res)
-        out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-        write_csv([res], out / 'encoder.csv'); (out / 'encoder.txt').write_text(text + '\n' + format_machine(machine_info(res['device'], args.threads)))
-        print(text, end='')
-        return 0
-    if args.what == 'pipeline' and args.wikihop_scale:
-        bench_wikihop_cli(args.out, args.data, args.limit, args.encode_sample, args.chunk,
-                          32 if args.batch_size == 8 else args.batch_size, args.device, args.threads, args.overrides)
-        return 0
-    if args.what == 'pipeline':
-        bench_pipeline_cli(args.out, args.n, args.data, args.batch_size, args.device, args.threads, args.overrides,
-                           name=args.name)
-        return 0
-    res = bench_attention_cli(args.out, args.nodes, args.densities, args.dim, args.heads, args.repeats, args.quick,
-                              args.device, args.warmup, args.hde_graphs, args.kernels,
-                              'auto' if args.max_step_ms is None else args.max_step_ms,
-                              'auto' if args.max_memory_mb is None else args.max_memory_mb,
-                              args.budget, args.max_repeats, args.threads, args.clock, isolate=False if args.in_process else None)
-    return 1 if args.strict and not res['passed'] else 0
+def bench_encoder_cli(out_dir, n: int = 16, max_tokens: Optional[int] = None, repeats: int = 3, device=None,
+                      precision: str = 'auto', threads: Optional[int] = 1) -> dict:
+    "Run `encoder_throughput`, write encoder.csv and encoder.txt (with the machine) to `out_dir`, print the table."
+    res = encoder_throughput(n, max_tokens, repeats, device, precision, threads=threads)
+    text = format_encoder(res)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    write_csv([res], out / 'encoder.csv'); (out / 'encoder.txt').write_text(text + '\n' + format_machine(machine_info(res['device'], threads)))
+    print(text, end='')
+    return res
+
