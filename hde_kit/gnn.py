@@ -21,9 +21,10 @@ with warnings.catch_warnings():
     torch.sparse_csr_tensor(torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0), (0, 0))
 
 # %% auto #0
-__all__ = ['DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments', 'size_buckets',
-           'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention', 'PyGCore',
-           'MeanMessages', 'SageAsym', 'MeanNeighbours', 'ReluMessages', 'make_layer', 'GNNLayer', 'GNNStack']
+__all__ = ['PADDED_FLEX', 'DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments',
+           'size_buckets', 'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention',
+           'PyGCore', 'MeanMessages', 'SageAsym', 'MeanNeighbours', 'ReluMessages', 'make_layer', 'GNNLayer',
+           'GNNStack']
 
 # %% ../nbs/07_gnn.ipynb #2c8b7d6c
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -258,6 +259,7 @@ class _Bucket:
         self.nodes, self.slot, self.edges, self.flat = nodes, slot, edges, flat   # flat: edge -> position in [B, N_max, M_max]
         self.b, self.n_max, self.m_max, self.mask = b, n_max, m_max, mask          # mask [B, 1, N_max, M_max]
         self.all_nodes, self.all_edges = all_nodes, all_edges                      # the bucket holds every node / edge in order
+        self.block_mask = None                                                     # FlexAttention's, built on first use
 
     @property
     def pairs(self) -> int: return self.b * self.n_max * self.m_max
@@ -361,6 +363,29 @@ def _pad(t: Tensor, bk: _Bucket, r: int = 1) -> Tensor:
     out = t.new_zeros(bk.b * bk.n_max, r, h, d).index_copy(0, bk.slot, t)
     return out.view(bk.b, bk.n_max * r, h, d).transpose(1, 2)
 
+# FlexAttention for the plain path of the padded kernel on CUDA: its block mask skips the empty blocks of the padding.
+# Off by default: compiled flex has been checked for equivalence on the CPU (forward, eager) only, not timed on a GPU.
+PADDED_FLEX = False
+
+_COMPILED = {}
+
+def _compiled_flex():
+    "flex_attention compiled once per process (eager flex materialises the whole score matrix)."
+    if 'flex' not in _COMPILED:
+        from torch.nn.attention.flex_attention import flex_attention
+        _COMPILED['flex'] = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED['flex']
+
+def _flex_padded(q: Tensor, k: Tensor, v: Tensor, bk: _Bucket) -> Tensor:
+    "SDPA over the bucket with its edge mask as a FlexAttention block mask (built once per batch): [B, H, N_max, D]."
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    if bk.block_mask is None:
+        m = bk.mask[:, 0]
+        bk.block_mask = create_block_mask(lambda b, h, qi, ki: m[b, qi, ki], bk.b, None, bk.n_max, bk.m_max,
+                                          device=m.device)
+    fn = flex_attention if q.device.type == 'cpu' else _compiled_flex()
+    return fn(q, k, v, block_mask=bk.block_mask, scale=1.0)
+
 def _padded_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop, need_alpha: bool):
     "The padded per-graph kernel: returns (o [N, H, D], alpha [E, H] in input edge order, or None)."
     pl = padded_layout(layout, relational)
@@ -380,7 +405,9 @@ def _padded_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, dro
             te = typed if bk.all_edges else typed.index_select(0, bk.edges)
             neg = pl.additive(i, q.dtype).expand(bk.b, h, bk.n_max, bk.m_max).reshape(-1)
             mask = neg.index_copy(0, idx.flatten(), te.flatten()).view(bk.b, h, bk.n_max, bk.m_max)
-        if fused:
+        if fused and typed is None and PADDED_FLEX and q.is_cuda:
+            op = _flex_padded(qp, kp, vp, bk)
+        elif fused:
             op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=1.0)
         else:
             bias = mask if typed is not None else pl.additive(i, q.dtype)
