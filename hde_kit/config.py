@@ -122,6 +122,9 @@ class GNNConfig:
     use_gating: bool = True
     use_transformer_block: bool = False
     share_weights: bool = False
+    share_core: bool = False          # one core (attention / convolution) for every layer; gates and blocks stay per layer
+    share_gate: bool = False          # one HDE gate for every layer
+    share_block: bool = False         # one transformer block (norms + feed-forward) for every layer
     use_average_output_agg: bool = False
 
 @dataclass
