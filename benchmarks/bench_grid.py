@@ -1,6 +1,6 @@
 """The attention-kernel grid and the pipeline throughput benchmarks of hde_kit (issue 8), from a plain script.
 
-A thin wrapper over `hde_kit.bench.main` (nbs/12_bench.ipynb), which `hde bench attention|pipeline` also call:
+A thin wrapper over `hde bench attention|pipeline` (options: nbs/14_cli.ipynb; the work: nbs/12_bench.ipynb):
 
     python benchmarks/bench_grid.py attention --out benchmarks/results/cpu [--quick] [--nodes 128 512 ...]
                                               [--densities 0.001 0.01 ...] [--hde-graphs 1 4 16 64] [--dim 256]
@@ -13,7 +13,7 @@ The attention run writes attention.csv, time/memory/flops/hde/crossover/dispatch
 """
 import sys
 
-from hde_kit.bench import main
+from hde_kit.cli import main
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(['bench', *sys.argv[1:]]))

@@ -14,4 +14,4 @@ suppress_warnings = ['myst.header', 'mystnb.unknown_mime_type', 'misc.highlighti
 html_theme = 'sphinx_book_theme'
 html_title = 'hde_kit'
 html_theme_options = {'show_toc_level': 2}
-exclude_patterns = ['_build', '**.ipynb_checkpoints']
+exclude_patterns = ['_build', '_html', 'jupyter_execute', '**.ipynb_checkpoints']

@@ -20,16 +20,18 @@ from .graph import EdgeType, fake_tokenised, build_graph, graph_options
 
 # %% auto #0
 __all__ = ['KERNELS', 'HDE_KERNELS', 'PEER_LAYERS', 'SPARSE_KERNELS', 'LABELS', 'CLOCKS', 'MALLOC_ENV', 'ROW_FIELDS', 'NODES',
-           'DENSITIES', 'HDE_GRAPHS', 'COLORS', 'MARKERS', 'METRICS', 'QUICK', 'BenchGraph', 'random_graph',
-           'hde_graph', 'Case', 'dense_mask', 'SDPALayer', 'make_step', 'flex_support', 'analytic_flops',
-           'counted_flops', 'estimate_peak_mb', 'estimate_step_ms', 'estimate_sweep_minutes', 'default_max_memory_mb',
-           'skip_reason', 'resolve_clock', 'sync', 'time_steps', 'time_stats', 'malloc_mode', 'rss_step_peak_mb',
-           'cuda_step_peak_mb', 'step_peak_mb', 'point_graph', 'point_shape', 'measure_point', 'WorkerDied', 'Worker',
-           'sweep_points', 'attention_sweep', 'write_csv', 'read_csv', 'fit_linear', 'crossover_density',
-           'model_crossover', 'by_point', 'best_sparse', 'acceptance_checks', 'peer_checks', 'machine_info',
-           'format_machine', 'crossover_table', 'format_summary', 'plot_vs_nodes', 'plot_hde', 'plot_crossover',
-           'plot_dispatch', 'save_figure', 'pipeline_bench', 'format_pipeline', 'bench_attention_cli', 'write_report',
-           'report_from_dir', 'bench_pipeline_cli', 'main']
+           'DENSITIES', 'HDE_GRAPHS', 'COLORS', 'MARKERS', 'METRICS', 'WIKIHOP_TRAIN', 'WIKIHOP_DEV', 'WIKIHOP_SHAPE',
+           'QUICK', 'BenchGraph', 'random_graph', 'hde_graph', 'Case', 'dense_mask', 'SDPALayer', 'make_step',
+           'flex_support', 'analytic_flops', 'counted_flops', 'estimate_peak_mb', 'estimate_step_ms',
+           'estimate_sweep_minutes', 'default_max_memory_mb', 'skip_reason', 'resolve_clock', 'sync', 'time_steps',
+           'time_stats', 'malloc_mode', 'rss_step_peak_mb', 'cuda_step_peak_mb', 'step_peak_mb', 'point_graph',
+           'point_shape', 'measure_point', 'WorkerDied', 'Worker', 'sweep_points', 'attention_sweep', 'write_csv',
+           'read_csv', 'fit_linear', 'crossover_density', 'model_crossover', 'by_point', 'best_sparse',
+           'acceptance_checks', 'peer_checks', 'machine_info', 'format_machine', 'crossover_table', 'format_summary',
+           'plot_vs_nodes', 'plot_hde', 'plot_crossover', 'plot_dispatch', 'save_figure', 'pipeline_bench',
+           'format_pipeline', 'encoder_throughput', 'default_max_tokens', 'format_encoder', 'fit_wikihop_shape',
+           'wikihop_like', 'wikihop_scale_bench', 'format_wikihop_scale', 'bench_wikihop_cli', 'bench_attention_cli',
+           'write_report', 'report_from_dir', 'bench_pipeline_cli', 'bench_encoder_cli']
 
 # %% ../nbs/12_bench.ipynb #d069c0eb
 @dataclass
@@ -1171,8 +1173,10 @@ class _PeakRSS:
 
 def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[str] = (), batch_size: int = 8,
                    train_steps: Optional[int] = None, device=None, threads: Optional[int] = None, seed: int = 0,
-                   examples: Optional[list] = None) -> list[dict]:
-    "Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage)."
+                   examples: Optional[list] = None, dataset: Optional[str] = None, split: Optional[str] = None,
+                   masked: bool = False) -> list[dict]:
+    """Examples/s and peak memory of tokenisation, graph building, encoder and training step (one row per stage);
+    `data` may be a QAngaroo directory or zip (`dataset`, `split`, `masked` choose the file)."""
     from hde_kit.config import load_config
     from hde_kit.data import read_examples
     from hde_kit.synthetic import generate
@@ -1185,7 +1189,7 @@ def pipeline_bench(n: int = 32, data: Optional[str] = None, overrides: Sequence[
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if threads: torch.set_num_threads(threads)
     if examples is None:
-        examples = (read_examples(data, limit=n).examples if data else
+        examples = (read_examples(data, limit=n, dataset=dataset, split=split, masked=masked).examples if data else
                     generate(n, hops=2, num_docs=14, num_candidates=20, seed=seed))
     source = data or 'synthetic 2-hop, 14 supports, 20 candidates'
     rows = []
@@ -1246,6 +1250,252 @@ def format_pipeline(rows: Sequence[dict]) -> str:
         out.append(f"{r['stage']:16s} {r['examples']:8d} {r['seconds']:8.2f} {r['examples_per_s']:11.1f} {rs} {cu}  {r['detail']}")
     return '\n'.join(out) + '\n'
 
+# %% ../nbs/12_bench.ipynb #d4f8b2a6
+def encoder_throughput(n: int = 16, max_tokens: Optional[int] = None, repeats: int = 3, device=None,
+                       precision: str = 'auto', subqueries: bool = False, threads: Optional[int] = 1,
+                       encoder=None, toks=None, seed: int = 0) -> dict:
+    """Frozen encoding through the kit (`encode_examples`: row planning, length-sorted batches across examples,
+    stitching) against a bare `AutoModel` forward over the *same* padded token batches, interleaved; tokens/s of
+    each, and their ratio (kit / bare). `precision` as `encoder.precision` (auto: bf16 on CUDA)."""
+    from hde_kit.config import load_config
+    from hde_kit.encoders import make_encoder, plan_examples, row_batches, encode_examples
+    from hde_kit.train import autocast_context, encoder_precision
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if threads and device.type == 'cpu': torch.set_num_threads(threads)
+    cfg = load_config()
+    if encoder is None: encoder = make_encoder(cfg.encoder).to(device).eval()
+    if toks is None: toks = list(fake_tokenised(n, seed=seed))
+    max_tokens = max_tokens or default_max_tokens(device)
+    from types import SimpleNamespace
+    prec = encoder_precision(SimpleNamespace(precision=precision), device)
+    plan = plan_examples(encoder, toks, subqueries)
+    typed = any(s is not None for s in plan.segments)
+    batches = row_batches(plan.rows, plan.segments if typed else None, encoder.pad_id, max_tokens)
+    model, use_types = encoder.model, getattr(encoder, 'use_token_types', False)
+    def bare():
+        with torch.no_grad(), autocast_context(device, prec):
+            for _, ids, mask, types in batches:
+                kw = {'token_type_ids': types.to(device)} if types is not None and use_types else {}
+                model(input_ids=ids.to(device), attention_mask=mask.to(device), **kw).last_hidden_state
+    def kit():
+        with torch.no_grad(), autocast_context(device, prec):
+            encode_examples(encoder, toks, subqueries, max_tokens)
+    times = time_steps({'kit': kit, 'bare': bare}, str(device), warmup=1, repeats=repeats, clock='wall')
+    kit_s, bare_s = min(times['kit']) / 1000, min(times['bare']) / 1000
+    tokens = sum(len(r) for r in plan.rows)
+    return dict(examples=len(toks), rows=len(plan.rows), batches=len(batches), tokens=tokens,
+                padded_tokens=sum(ids.numel() for _, ids, _, _ in batches), max_tokens=max_tokens, precision=prec,
+                attn_implementation=getattr(model.config, '_attn_implementation', None), device=str(device),
+                threads=torch.get_num_threads(), kit_s=kit_s, bare_s=bare_s, kit_tokens_per_s=tokens / kit_s,
+                bare_tokens_per_s=tokens / bare_s, kit_examples_per_s=len(toks) / kit_s, ratio=bare_s / kit_s,
+                kit_spread=max(times['kit']) / min(times['kit']), bare_spread=max(times['bare']) / min(times['bare']))
+
+def default_max_tokens(device) -> int:
+    "Padded tokens per encoder batch sized to the device: 8,192 on a CPU; on a GPU ~1/4 of a 512-token MiniLM-sized budget per GiB."
+    device = torch.device(device)
+    if device.type != 'cuda': return 8192
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return int(min(262_144, max(8192, 2048 * gib)))
+
+def format_encoder(r: dict) -> str:
+    return (f"frozen encoding, {r['examples']} WikiHop-shaped examples ({r['rows']} rows, {r['tokens']:,} tokens, "
+            f"{r['padded_tokens']:,} padded, {r['batches']} batches of <= {r['max_tokens']:,} tokens), {r['device']}, "
+            f"{r['precision']}, attention {r['attn_implementation']}, threads {r['threads']}; wall time, minimum of the "
+            f"interleaved repeats (max/min: kit {r['kit_spread']:.2f}, bare {r['bare_spread']:.2f}):\n"
+            f"  kit (encode_examples)       {r['kit_tokens_per_s']:10,.0f} tokens/s  {r['kit_examples_per_s']:8.2f} examples/s\n"
+            f"  bare AutoModel, same batches {r['bare_tokens_per_s']:9,.0f} tokens/s\n"
+            f"  kit / bare throughput: {r['ratio']:.3f} (target on a GPU: >= 0.8)\n")
+
+
+# %% ../nbs/12_bench.ipynb #a3e9c5b7
+WIKIHOP_TRAIN, WIKIHOP_DEV = 43_738, 5_129     # examples in QAngaroo WikiHop v1.1 train and dev
+# `fit_wikihop_shape` of the 22 WikiHop train records in the shared sample data (log-normal mu, sigma; observed range)
+WIKIHOP_SHAPE = {'supports': {'mu': 2.5453, 'sigma': 0.5879, 'lo': 5.0, 'hi': 35.0},
+                 'candidates': {'mu': 2.6034, 'sigma': 0.7804, 'lo': 3.0, 'hi': 44.0},
+                 'support_words': {'mu': 4.3787, 'sigma': 0.5519, 'lo': 10.0, 'hi': 354.0},
+                 'candidate_words': {'mu': 0.1074, 'sigma': 0.2647, 'lo': 1.0, 'hi': 4.0},
+                 'subject_words': {'mu': 0.667, 'sigma': 0.3812, 'lo': 1.0, 'hi': 4.0}, 'fitted_on': 22}
+
+def _lognormal(xs: Sequence[float]) -> dict:
+    "A log-normal fit (mean and std of log x) with the observed range, to clip draws to."
+    logs = np.log(np.maximum(np.asarray(xs, dtype=float), 1.0))
+    return dict(mu=float(logs.mean()), sigma=float(logs.std()), lo=float(min(xs)), hi=float(max(xs)))
+
+def fit_wikihop_shape(records: Sequence) -> dict:
+    """Log-normal fits of what sizes a WikiHop example: supports and candidates per example, words per support,
+    per candidate and in the query's subject. `records`: `Example`s or dicts with query/supports/candidates."""
+    get = lambda r, k: getattr(r, k) if not isinstance(r, dict) else r[k]
+    return dict(supports=_lognormal([len(get(r, 'supports')) for r in records]),
+                candidates=_lognormal([len(get(r, 'candidates')) for r in records]),
+                support_words=_lognormal([len(s.split()) for r in records for s in get(r, 'supports')]),
+                candidate_words=_lognormal([len(c.split()) for r in records for c in get(r, 'candidates')]),
+                subject_words=_lognormal([max(1, len(get(r, 'query').split()) - 1) for r in records]),
+                fitted_on=len(records))
+
+def _draw(rng, fit: dict) -> int:
+    return int(np.clip(round(float(np.exp(rng.normal(fit['mu'], fit['sigma'])))), max(1, fit['lo']), fit['hi']))
+
+def wikihop_like(n: int, shape: dict, seed: int = 0, start: int = 0) -> Iterable:
+    """Yield `n` WikiHop-shaped `Example`s (ids start..start+n-1): sizes drawn from `shape` (`fit_wikihop_shape`),
+    text made of filler words with the subject and candidate phrases mentioned in the supports. No real text."""
+    from hde_kit.data import Example
+    for k in range(start, start + n):
+        rng = np.random.default_rng([seed, k])
+        word = lambda: f"w{int(rng.integers(5000))}"
+        phrase = lambda m: ' '.join(f"E{int(rng.integers(20000))}x" for _ in range(m))
+        subject = phrase(_draw(rng, shape['subject_words']))
+        cands = list(dict.fromkeys(phrase(_draw(rng, shape['candidate_words'])) for _ in range(_draw(rng, shape['candidates']))))
+        supports = []
+        for s in range(_draw(rng, shape['supports'])):
+            words = [word() for _ in range(_draw(rng, shape['support_words']))]
+            for ph in [subject] * (s % 3 == 0) + [cands[int(i)] for i in rng.integers(len(cands), size=3)]:
+                words.insert(int(rng.integers(len(words) + 1)), ph)
+            for i in range(12, len(words), 20): words[i] += '.'       # sentences of ~20 words
+            supports.append(' '.join(words) + '.')
+        yield Example(f"wikihop_like_{seed}_{k}", f"located_in_the_administrative_territorial_entity {subject}",
+                      supports, cands, cands[int(rng.integers(len(cands)))])
+
+def _rss_mb() -> float: return _status_kb('VmRSS') / 1024
+
+def _stand_in_states(tok, dim: int, subqueries: bool, gen: torch.Generator) -> dict:
+    "Random token states with the shapes a state cache returns for `tok` (what training reads; made outside the timing)."
+    r = lambda m: torch.randn(m, dim, generator=gen)
+    out = dict(supports=[r(len(s)) for s in tok.support_ids], query=r(len(tok.query_ids)),
+               candidates=[r(len(c)) for c in tok.candidate_ids])
+    if subqueries: out['subqueries'] = torch.randn(len(tok.support_ids), len(tok.query_ids), dim, generator=gen)
+    return out
+
+def wikihop_scale_bench(data: Optional[str] = None, train: int = WIKIHOP_TRAIN, dev: int = WIKIHOP_DEV,
+                        limit: Optional[int] = None, encode_sample: Optional[int] = None, chunk: int = 256,
+                        batch_size: int = 32, device=None, threads: Optional[int] = 1, overrides: Sequence[str] = (),
+                        seed: int = 0, progress: bool = True) -> dict:
+    """A WikiHop-sized run, streamed in chunks of `chunk` examples so memory stays flat: generate WikiHop-shaped
+    examples (sizes fitted to the real records in `data`, default `WIKIHOP_SHAPE`) -> tokenise -> build graphs -> frozen encoding (of the first
+    `encode_sample` examples; default all on CUDA, 16 on the CPU) -> one training epoch from cached-shape states ->
+    evaluation on `dev` examples. `limit` measures only the first `limit` train (and proportionally dev) examples.
+    Every stage's time is projected to the full `train` / `dev` counts from the examples it measured; each row says
+    how many that was. Returns dict(rows, shape, rss) with the resident set after every chunk in `rss`."""
+    from tqdm.auto import tqdm
+    from hde_kit.config import load_config
+    from hde_kit.data import read_examples
+    from hde_kit.text import tokenise_examples
+    from hde_kit.graph import build_graphs
+    from hde_kit.encoders import make_encoder, encode_examples
+    from hde_kit.model import HDEModel
+    from hde_kit.train import autocast_context, encoder_precision
+    from torch_geometric.data import Batch
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if threads and device.type == 'cpu': torch.set_num_threads(threads)
+    cfg = load_config(overrides=list(overrides))
+    shape = fit_wikihop_shape(read_examples(data).examples) if data else WIKIHOP_SHAPE
+    n_train = min(train, limit or train); n_dev = min(dev, max(1, round(n_train * dev / train)))
+    encode_sample = encode_sample if encode_sample is not None else (n_train if device.type == 'cuda' else 16)
+    subq = cfg.graph.use_subquery_nodes
+    encoder = make_encoder(cfg.encoder).to(device).eval()
+    prec = encoder_precision(cfg.encoder, device)
+    dim = encoder.out_dim
+    torch.manual_seed(seed)
+    model = HDEModel(cfg, dim).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    secs = {s: 0.0 for s in ('generate', 'tokenise', 'graphs', 'encode', 'train', 'evaluate')}
+    counts = dict.fromkeys(secs, 0)
+    peaks, rss, gen = dict.fromkeys(secs, 0.0), [], torch.Generator().manual_seed(seed)
+    def timed(stage, fn, count):
+        if device.type == 'cuda': torch.cuda.synchronize(device)
+        t = time.perf_counter(); out = fn(); sync(device)
+        secs[stage] += time.perf_counter() - t; counts[stage] += count; peaks[stage] = max(peaks[stage], _rss_mb())
+        return out
+    def prepare(split_seed, start, m):
+        exs = timed('generate', lambda: list(wikihop_like(m, shape, split_seed, start)), m)
+        toks = timed('tokenise', lambda: tokenise_examples(exs, cfg.text, num_proc=1, progress=False, use_cache=False), m)
+        built = timed('graphs', lambda: build_graphs(toks, cfg.graph, num_proc=1, progress=False), len(toks))
+        by_id = {t.id: t for t in toks}
+        return built.graphs, [by_id[g.id] for g in built.graphs]
+    def batches(graphs, toks):
+        for i in range(0, len(graphs), batch_size):
+            gs, ts = graphs[i:i + batch_size], toks[i:i + batch_size]
+            yield Batch.from_data_list(gs).to(device), [
+                {k: ([t.to(device) for t in v] if isinstance(v, list) else v.to(device)) for k, v in
+                 _stand_in_states(t, dim, subq, gen).items()} for t in ts]
+    warm = []
+    with torch.no_grad(), autocast_context(device, prec):   # warm-up: weights, kernels and tokenizer loaded, not timed
+        encode_examples(encoder, prepare(seed + 2, 0, 1)[1], subq, default_max_tokens(device))
+    secs.update(dict.fromkeys(secs, 0.0)); counts.update(dict.fromkeys(counts, 0))
+    bar = tqdm(total=n_train + n_dev, desc='wikihop-scale pipeline', unit='ex', disable=not progress)
+    model.train()
+    for start in range(0, n_train, chunk):
+        graphs, toks = prepare(seed, start, min(chunk, n_train - start))
+        todo = toks[:max(0, encode_sample - counts['encode'])]
+        for i in range(0, len(todo), 8):          # frozen encoding of the sample, 8 examples per shared batch plan
+            part = todo[i:i + 8]
+            with torch.no_grad(), autocast_context(device, prec):
+                timed('encode', lambda: encode_examples(encoder, part, subq, default_max_tokens(device)), len(part))
+        for batch, states in batches(graphs, toks):     # states made outside the timing: a cache read stands for it
+            def step():
+                with autocast_context(device, 'auto'): loss = model(states, batch).loss
+                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            if not warm: step(); warm.append(1)        # one-time costs (allocator, oneDNN primitives) are not throughput
+            timed('train', step, batch.num_graphs)
+        rss.append(round(_rss_mb(), 1)); bar.update(len(graphs))
+    model.eval()
+    for start in range(0, n_dev, chunk):
+        graphs, toks = prepare(seed + 1, start, min(chunk, n_dev - start))
+        for batch, states in batches(graphs, toks):
+            def evaluate():
+                with torch.no_grad(), autocast_context(device, 'auto'): model(states, batch)
+            timed('evaluate', evaluate, batch.num_graphs)
+        rss.append(round(_rss_mb(), 1)); bar.update(len(graphs))
+    bar.close()
+    full = {'generate': train + dev, 'tokenise': train + dev, 'graphs': train + dev, 'encode': train + dev,
+            'train': train, 'evaluate': dev}
+    rows = []
+    for s in secs:
+        if not counts[s]: continue
+        rate = counts[s] / secs[s]
+        rows.append(dict(stage=s, examples=counts[s], seconds=secs[s], examples_per_s=rate, projected_examples=full[s],
+                         projected_s=full[s] / rate, measured='all' if counts[s] >= full[s] else
+                         f"subsample: {counts[s]:,} of {full[s]:,}, projected", peak_rss_mb=peaks[s],
+                         peak_cuda_mb=torch.cuda.max_memory_allocated(device) / _MB if device.type == 'cuda' else None,
+                         device=str(device), threads=torch.get_num_threads()))
+    return dict(rows=rows, shape=shape, rss=rss, settings=dict(train=train, dev=dev, limit=limit, chunk=chunk,
+                batch_size=batch_size, encode_sample=encode_sample, encoder=f"{cfg.encoder.kind}:{cfg.encoder.name}",
+                precision=prec, gnn=f"{cfg.gnn.core} x{cfg.gnn.num_layers}, d={cfg.gnn.hidden_size}"))
+
+def format_wikihop_scale(res: dict) -> str:
+    "The per-stage table, the projected epoch and the resident set over the run."
+    st, rows = res['settings'], res['rows']
+    by = {r['stage']: r for r in rows}
+    out = [f"WikiHop-scale pipeline: {st['train']:,} train + {st['dev']:,} dev WikiHop-shaped examples (sizes fitted to "
+           f"{res['shape']['fitted_on']} real records; synthetic text), chunks of {st['chunk']}, batch {st['batch_size']}; "
+           f"encoder {st['encoder']} ({st['precision']}); GNN {st['gnn']}; device {rows[0]['device']}, threads {rows[0]['threads']}",
+           f"{'stage':10s} {'measured':>9s} {'seconds':>9s} {'examples/s':>11s} {'projected':>12s} {'peak RSS MiB':>13s}  note"]
+    for r in rows:
+        out.append(f"{r['stage']:10s} {r['examples']:9,d} {r['seconds']:9.1f} {r['examples_per_s']:11.1f} "
+                   f"{r['projected_s'] / 60:10.1f} m {r['peak_rss_mb']:13.0f}  {r['measured']}")
+    prep = sum(by[s]['projected_s'] for s in ('tokenise', 'graphs', 'encode') if s in by)
+    ep = by['train']['projected_s'] + by.get('evaluate', {}).get('projected_s', 0.0)
+    out.append(f"projected: preparing {st['train'] + st['dev']:,} examples (tokenise, graphs, frozen encoding) "
+               f"{prep / 60:.1f} min; one training epoch from cached states + evaluation {ep / 60:.1f} min "
+               f"(training alone {by['train']['projected_s'] / 60:.1f} min)")
+    r = res['rss']
+    out.append(f"resident set after each chunk (MiB): first {r[0]:.0f}, max {max(r):.0f}, last {r[-1]:.0f} "
+               f"over {len(r)} chunks" + (f"; second half max - first half max: {max(r[len(r) // 2:]) - max(r[:max(1, len(r) // 2)]):+.0f} MiB" if len(r) > 3 else ''))
+    return '\n'.join(out) + '\n'
+
+def bench_wikihop_cli(out_dir, data: Optional[str] = None, limit: Optional[int] = None, encode_sample: Optional[int] = None,
+                      chunk: int = 256, batch_size: int = 32, device=None, threads: Optional[int] = 1,
+                      overrides: Sequence[str] = (), name: str = 'pipeline_wikihop_scale') -> dict:
+    "Run `wikihop_scale_bench`, write `name`.csv / `name`.txt (with the machine) to `out_dir`, print the table."
+    res = wikihop_scale_bench(data, limit=limit, encode_sample=encode_sample, chunk=chunk, batch_size=batch_size,
+                              device=device, threads=threads, overrides=overrides)
+    text = format_wikihop_scale(res)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    write_csv(res['rows'], out / f'{name}.csv')
+    (out / f'{name}.txt').write_text(text + '\n' + format_machine(machine_info(res['rows'][0]['device'], threads)))
+    print(text, end='')
+    return res
+
+
 # %% ../nbs/12_bench.ipynb #dd1d2d2e
 QUICK = dict(nodes=(128, 512, 1024), densities=(0.01, 0.1), hde_graphs=(1, 10), repeats=3, max_repeats=10, budget_s=0.3)
 
@@ -1304,12 +1554,13 @@ def report_from_dir(out_dir) -> dict:
 
 def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_size: int = 8, device=None,
                        threads: Optional[int] = 1, overrides: Sequence[str] = (), isolate: Optional[bool] = None,
-                       name: str = 'pipeline') -> dict:
+                       name: str = 'pipeline', dataset: Optional[str] = None, split: Optional[str] = None,
+                       masked: bool = False) -> dict:
     "Run `pipeline_bench` (in a worker process on the CPU), write `name`.csv and `name`.txt to `out_dir`, print the table."
     device = str(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     isolate = torch.device(device).type == 'cpu' if isolate is None else isolate
     kw = dict(n=n, data=str(data) if data else None, batch_size=batch_size, device=device, threads=threads,
-              overrides=list(overrides))
+              overrides=list(overrides), dataset=dataset, split=split, masked=bool(masked))
     if isolate:
         with Worker(threads) as w: rows = w.call('pipeline_bench', **kw)
     else: rows = pipeline_bench(**kw)
@@ -1322,39 +1573,13 @@ def bench_pipeline_cli(out_dir, n: int = 32, data: Optional[str] = None, batch_s
     print(text, end='')
     return dict(rows=rows, text=text, paths=paths)
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    "`attention` or `pipeline` benchmark from command-line arguments (see bench_attention_cli / bench_pipeline_cli)."
-    import argparse
-    ap = argparse.ArgumentParser(prog='hde bench', description='hde_kit benchmarks: attention kernels, pipeline throughput')
-    sub = ap.add_subparsers(dest='what', required=True)
-    a = sub.add_parser('attention', help='memory / FLOPs / runtime of attention kernels against N and density')
-    a.add_argument('--out', default='benchmarks/results/run', help='output folder')
-    a.add_argument('--nodes', type=int, nargs='+'); a.add_argument('--densities', type=float, nargs='+')
-    a.add_argument('--hde-graphs', type=int, nargs='*', help='batch sizes of HDE graphs (none: skip them)')
-    a.add_argument('--dim', type=int, default=256); a.add_argument('--heads', type=int, default=4)
-    a.add_argument('--repeats', type=int, default=5); a.add_argument('--warmup', type=int, default=1)
-    a.add_argument('--max-repeats', type=int); a.add_argument('--budget', type=float, help='seconds of rounds per point')
-    a.add_argument('--kernels', nargs='+', default=list(KERNELS), choices=KERNELS)
-    a.add_argument('--max-step-ms', type=float, help='skip kernels estimated slower than this per step (CPU)')
-    a.add_argument('--max-memory-mb', type=float, help='skip kernels estimated to need more memory')
-    a.add_argument('--quick', action='store_true'); a.add_argument('--device')
-    a.add_argument('--threads', type=int, default=1); a.add_argument('--clock', default='auto', choices=('auto', 'cpu', 'wall'))
-    a.add_argument('--strict', action='store_true', help='exit with status 1 when an acceptance check fails')
-    a.add_argument('--in-process', action='store_true', help='measure in this process, not in worker processes')
-    p = sub.add_parser('pipeline', help='examples/s and peak memory of tokenisation, graphs, encoder, training step')
-    p.add_argument('--out', default='benchmarks/results/run'); p.add_argument('--n', type=int, default=32)
-    p.add_argument('--data', help='a QAngaroo file (default: synthetic WikiHop-shaped examples)')
-    p.add_argument('--batch-size', type=int, default=8); p.add_argument('--device')
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--name', default='pipeline', help='output file stem')
-    p.add_argument('overrides', nargs='*', help='config overrides (dotted keys)')
-    args = ap.parse_args(argv)
-    if args.what == 'pipeline':
-        bench_pipeline_cli(args.out, args.n, args.data, args.batch_size, args.device, args.threads, args.overrides,
-                           name=args.name)
-        return 0
-    res = bench_attention_cli(args.out, args.nodes, args.densities, args.dim, args.heads, args.repeats, args.quick,
-                              args.device, args.warmup, args.hde_graphs, args.kernels,
-                              'auto' if args.max_step_ms is None else args.max_step_ms,
-                              'auto' if args.max_memory_mb is None else args.max_memory_mb,
-                              args.budget, args.max_repeats, args.threads, args.clock, isolate=False if args.in_process else None)
-    return 1 if args.strict and not res['passed'] else 0
+def bench_encoder_cli(out_dir, n: int = 16, max_tokens: Optional[int] = None, repeats: int = 3, device=None,
+                      precision: str = 'auto', threads: Optional[int] = 1) -> dict:
+    "Run `encoder_throughput`, write encoder.csv and encoder.txt (with the machine) to `out_dir`, print the table."
+    res = encoder_throughput(n, max_tokens, repeats, device, precision, threads=threads)
+    text = format_encoder(res)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    write_csv([res], out / 'encoder.csv'); (out / 'encoder.txt').write_text(text + '\n' + format_machine(machine_info(res['device'], threads)))
+    print(text, end='')
+    return res
+

@@ -4,19 +4,26 @@
 
 # %% ../nbs/14_cli.ipynb #683cd33a
 from __future__ import annotations
-import argparse, json, sys, warnings
+import argparse, json, os, sys, warnings
 from pathlib import Path
 
+from . import __version__
+
+
 # %% auto #0
-__all__ = ['cmd_data_stats', 'cmd_data_validate', 'cmd_data_synth', 'cmd_graphs_build', 'cmd_graphs_stats', 'cmd_train',
-           'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow', 'cmd_bench', 'cmd_sweep', 'cmd_report',
+__all__ = ['CACHE_KINDS', 'EPILOG', 'UsageError', 'cmd_data_stats', 'cmd_data_validate', 'cmd_data_synth', 'cmd_graphs_build',
+           'cmd_graphs_stats', 'cmd_train', 'cmd_pretrain', 'cmd_eval', 'cmd_viz_attention', 'cmd_viz_flow',
+           'cmd_bench', 'cache_info', 'clear_cache', 'cmd_cache', 'cmd_configs', 'cmd_sweep', 'cmd_report',
            'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #f9540aa7
+class UsageError(Exception):
+    "A bad command-line argument found after parsing (printed as one line, exit status 2)."
+
 def _split_config_args(items) -> tuple:
-    "Positional `[CONFIG.yaml] [key=value ...]` into (config path or None, overrides)."
+    "Positional `[CONFIG] [key=value ...]` into (config path or packaged name, or None; overrides)."
     configs = [i for i in items if '=' not in i]
-    if len(configs) > 1: raise SystemExit(f"hde: expected at most one config file, got {configs}")
+    if len(configs) > 1: raise UsageError(f"expected at most one config (a YAML file or a packaged name), got {configs}")
     return (configs[0] if configs else None), [i for i in items if '=' in i]
 
 def _config(items):
@@ -26,10 +33,25 @@ def _config(items):
 
 def _print_json(obj): print(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
+def _data_options(s):
+    "--dataset / --split / --masked: which file of a QAngaroo directory or zip a command reads."
+    g = s.add_argument_group('QAngaroo directory or zip (qangaroo_v1.1.zip holds both datasets, every split, plain and masked)')
+    g.add_argument('--dataset', choices=('wikihop', 'medhop'), help='which dataset')
+    g.add_argument('--split', choices=('train', 'dev', 'test'), help='which split')
+    g.add_argument('--masked', action='store_true', default=None, help='the masked variant (train.masked.json, dev.masked.json)')
+
+def _read(args, path, cfg=None, **kw):
+    "Read `path` with the command's --dataset/--split/--masked (unset: the config's `data.dataset` and `data.masked`) and the config's `data.format`."
+    from hde_kit.data import read_examples
+    dataset = args.dataset or (cfg.data.dataset if cfg is not None and cfg.data.dataset in ('wikihop', 'medhop') else None)
+    masked = args.masked or bool(cfg is not None and cfg.data.masked)
+    if cfg is not None: kw.setdefault('format', cfg.data.format)
+    return read_examples(path, dataset=dataset, split=args.split, masked=masked, **kw)
+
 # %% ../nbs/14_cli.ipynb #4b39aa2b
 def cmd_data_stats(args) -> int:
-    from hde_kit.data import read_examples, dataset_stats, format_stats
-    res = read_examples(args.path, strict=False)
+    from hde_kit.data import dataset_stats, format_stats
+    res = _read(args, args.path, strict=False)
     stats = dataset_stats(res.examples)
     stats['skipped'] = dict(res.skipped)
     if args.json: _print_json(stats)
@@ -37,12 +59,12 @@ def cmd_data_stats(args) -> int:
     return 0
 
 def cmd_data_validate(args) -> int:
-    from hde_kit.data import validate, read_examples, DataError
+    from hde_kit.data import validate, DataError
     if args.strict:  # stop at the first problem, reported in the same one-line form
-        try: read_examples(args.path, strict=True); problems = []
+        try: _read(args, args.path, strict=True); problems = []
         except DataError as e: problems = [e.problem]
-    else: problems = validate(args.path)
-    for p in problems: print(p)
+    else: problems = validate(args.path, args.dataset, args.split, args.masked)
+    for p in problems: print(p.line() if p.record == '-' else p)   # a problem of the whole file names the file
     if not problems: print(f"{args.path}: ok")
     return 1 if problems else 0
 
@@ -51,26 +73,24 @@ def cmd_data_synth(args) -> int:
     from hde_kit.data import write_examples
     try: exs = generate(args.n, hops=args.hops, num_docs=args.num_docs, num_candidates=args.num_candidates,
                         seed=args.seed, masked=args.masked, progress=True)
-    except ValueError as e:   # the generator's own argument checks (hops beyond the longest relation path, ...)
-        print(f"hde: error: data synth: {e}", file=sys.stderr); return 1
+    except ValueError as e: raise UsageError(f"data synth: {e}") from None   # generate checks its arguments first
     write_examples(exs, args.out)
     print(f"wrote {len(exs)} {args.hops}-hop examples to {args.out}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #f55ac1ca
 def _read_graph_inputs(args):
-    "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient)."
-    from hde_kit.data import read_examples
+    "(ReadResult, config) of `hde graphs`: the data read as the config says (strict or lenient); --dataset/--split/--masked choose a QAngaroo member."
     cfg = _config(args.config)
-    return read_examples(args.data, strict=cfg.data.strict, format=cfg.data.format), cfg
+    return _read(args, args.data, cfg, strict=cfg.data.strict), cfg
 
 def _graph_inputs(args):
     res, cfg = _read_graph_inputs(args)
     return res.examples, cfg
 
 def cmd_graphs_build(args) -> int:
+    examples, cfg = _graph_inputs(args)   # config and data checked before the graph code (and torch) is imported
     from hde_kit.graph import build_dataset_graphs
-    examples, cfg = _graph_inputs(args)
     res = build_dataset_graphs(examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     print(f"built {len(res.graphs)} graphs; {len(res.failed)} could not be built")
     from hde_kit.data import printable
@@ -79,13 +99,13 @@ def cmd_graphs_build(args) -> int:
 
 def cmd_graphs_stats(args) -> int:
     "Graph statistics (reachability, hops, sizes by type); unreadable and unbuildable records with their reasons."
-    from hde_kit.graph import build_dataset_graphs, dataset_graph_stats, format_graph_stats
-    from hde_kit.text import junk_candidate_report
-    read, cfg = _read_graph_inputs(args)
+    read, cfg = _read_graph_inputs(args)   # config and data checked before the graph code (and torch) is imported
     if not read.examples:
         for p in read.problems[:20]: print(p.line(), file=sys.stderr)
         print(f"hde: error: {args.data}: no record could be read ({read.summary()})", file=sys.stderr)
         return 1
+    from hde_kit.graph import build_dataset_graphs, dataset_graph_stats, format_graph_stats
+    from hde_kit.text import junk_candidate_report
     res = build_dataset_graphs(read.examples, cfg, cache_dir=args.cache_dir, num_proc=args.num_proc)
     stats = dataset_graph_stats(res.graphs)
     stats['failed'] = len(res.failed)
@@ -112,13 +132,15 @@ def _run_config(args) -> tuple:
     if not args.resume: return _config(args.config), args.run_dir
     run = Path(args.resume)
     path, overrides = _split_config_args(args.config)
-    if path is not None: raise SystemExit("hde: --resume takes the config saved in the run directory; give only key=value overrides")
+    if path is not None: raise UsageError("--resume takes the config saved in the run directory; give only key=value overrides")
     if not (run / 'config.yaml').exists(): raise FileNotFoundError(f"{run}: not a run directory (no config.yaml)")
     return load_config(run / 'config.yaml', overrides), run
 
 def cmd_train(args) -> int:
     _passive_omp()
+    from hde_kit.config import check_data_source
     cfg, run_dir = _run_config(args)   # a bad config stops here, before torch is imported
+    check_data_source(cfg)
     from hde_kit.train import train
     res = train(cfg, run_dir=run_dir, resume=True if args.resume else None, progress=not args.quiet)
     return _report_run(res, args.quiet, 'train')
@@ -160,51 +182,221 @@ def _save_curves(run_dir):
 
 def cmd_eval(args) -> int:
     _passive_omp()
-    from hde_kit.train import evaluate_run
     path, overrides = _split_config_args(args.overrides)
-    if path is not None: raise SystemExit("hde: eval takes the config from the checkpoint; give only key=value overrides")
+    if path is not None: raise UsageError("eval takes the config from the checkpoint; give only key=value overrides")
+    if overrides:
+        from hde_kit.config import load_config
+        load_config(overrides=overrides)   # overrides checked against the schema before torch is imported
+    from hde_kit.train import evaluate_run
     res, out = evaluate_run(args.run_dir, args.data, out_dir=args.out, which=args.checkpoint, cache_dir=args.cache_dir,
-                            progress=not args.quiet, overrides=overrides)
+                            progress=not args.quiet, overrides=overrides, dataset=args.dataset, split=args.split,
+                            masked=args.masked)
     if args.json: _print_json(res.metrics())
     else: print(res.summary())
     print(f"predictions for {len(res.predictions)} examples: {out / 'predictions.json'}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #1b0d7fbe
+def _head(value: str):
+    "`--head`: an index, `mean` or `max`."
+    if value in ('mean', 'max'): return value
+    try: return int(value)
+    except ValueError: raise argparse.ArgumentTypeError(f"{value!r}: expected a head index, mean or max") from None
+
+def _run_config_file(run_dir) -> Path:
+    "The config.yaml of a run directory, or of the run a checkpoint folder belongs to."
+    run = Path(run_dir)
+    for d in (run, run.parent.parent):
+        if (d / 'config.yaml').exists(): return d / 'config.yaml'
+    raise FileNotFoundError(f"{run}: not a run directory (no config.yaml)")
+
 def cmd_viz_attention(args) -> int:
+    from hde_kit.config import load_config
+    read = dict(dataset=args.dataset, split=args.split, masked=args.masked)
+    if args.list or args.example is None:
+        from hde_kit.viz import run_examples
+        ids = [ex.id for ex in run_examples(load_config(_run_config_file(args.run_dir)), args.data, **read)]
+        print('\n'.join(ids))
+        if args.example is None and not args.list:
+            print(f"hde viz attention: choose one of these {len(ids)} examples with --example ID", file=sys.stderr)
+            return 2
+        return 0
     from hde_kit.viz import viz_attention_cli
-    head = args.head if args.head in ('mean', 'max') else int(args.head)
-    paths = viz_attention_cli(args.run_dir, args.example, data_path=args.data, layer=args.layer, head=head,
-                              out=args.out, top_k=args.top_k, cache_dir=args.cache_dir)
+    try: paths = viz_attention_cli(args.run_dir, args.example, data_path=args.data, layer=args.layer, head=args.head,
+                                   out=args.out, top_k=args.top_k, cache_dir=args.cache_dir, **read)
+    except (IndexError, KeyError) as e: raise UsageError(e.args[0]) from None   # a layer / head the model lacks, an unknown id
     for path in paths: print(f"wrote {path}")
     return 0
 
 def cmd_viz_flow(args) -> int:
     from hde_kit.viz import viz_flow_cli
-    paths = viz_flow_cli(args.run_dir, args.data, out_dir=args.out, max_examples=args.max_examples, cache_dir=args.cache_dir)
+    paths = viz_flow_cli(args.run_dir, args.data, out_dir=args.out, max_examples=args.max_examples, cache_dir=args.cache_dir,
+                         dataset=args.dataset, split=args.split, masked=args.masked)
     for path in paths: print(f"wrote {path}")
     return 0
 
+def _bench_out(args) -> Path:
+    from datetime import datetime
+    return Path(args.out or f"runs/bench-{args.which}-{datetime.now():%Y%m%d-%H%M%S}")
+
 def cmd_bench(args) -> int:
-    from hde_kit.bench import main as bench_main
-    return bench_main([args.which, *args.rest])
+    from hde_kit import bench
+    out = _bench_out(args)
+    if args.which == 'encoder':
+        bench.bench_encoder_cli(out, args.n, args.max_tokens, args.repeats, args.device, args.precision, args.threads)
+        print(f"results: {out}")
+        return 0
+    if args.which == 'pipeline' and args.wikihop_scale:
+        bench.bench_wikihop_cli(out, args.data, args.limit, args.encode_sample, args.chunk,
+                                32 if args.batch_size == 8 else args.batch_size, args.device, args.threads, args.overrides)
+        print(f"results: {out}")
+        return 0
+    if args.which == 'pipeline':
+        bench.bench_pipeline_cli(out, args.n, args.data, args.batch_size, args.device, args.threads, args.overrides, name=args.name,
+                                 dataset=args.dataset, split=args.split, masked=bool(args.masked))
+        print(f"results: {out}")
+        return 0
+    unknown = [k for k in args.kernels or () if k not in bench.KERNELS]
+    if unknown: raise UsageError(f"bench attention --kernels: unknown {unknown}; choose from {', '.join(bench.KERNELS)}")
+    res = bench.bench_attention_cli(out, args.nodes, args.densities, args.dim, args.heads, args.repeats, args.quick,
+                                    args.device, args.warmup, args.hde_graphs, tuple(args.kernels or bench.KERNELS),
+                                    'auto' if args.max_step_ms is None else args.max_step_ms,
+                                    'auto' if args.max_memory_mb is None else args.max_memory_mb,
+                                    args.budget, args.max_repeats, args.threads, args.clock,
+                                    isolate=False if args.in_process else None)
+    print(f"results: {out}")
+    return 1 if args.strict and not res['passed'] else 0
+
+def _add_bench(sub):
+    "`hde bench attention|pipeline|encoder`: the options of notebook 12's `bench_attention_cli`, `bench_pipeline_cli` (`bench_wikihop_cli`), `bench_encoder_cli`."
+    bench = sub.add_parser('bench', help='benchmarks: attention (time/memory/FLOPs vs N and density) | pipeline | encoder').add_subparsers(dest='which', required=True)
+    a = bench.add_parser('attention', help='memory / FLOPs / runtime of attention kernels against N and density')
+    a.add_argument('--out', help='output folder (default: runs/bench-attention-<timestamp>)')
+    a.add_argument('--nodes', type=int, nargs='+'); a.add_argument('--densities', type=float, nargs='+')
+    a.add_argument('--hde-graphs', type=int, nargs='*', help='batch sizes of HDE graphs (none: skip them)')
+    a.add_argument('--dim', type=int, default=256); a.add_argument('--heads', type=int, default=4)
+    a.add_argument('--repeats', type=int, default=5); a.add_argument('--warmup', type=int, default=1)
+    a.add_argument('--max-repeats', type=int); a.add_argument('--budget', type=float, help='seconds of rounds per point')
+    a.add_argument('--kernels', nargs='+', help='default: all of hde_kit.bench.KERNELS (an unknown name lists them)')
+    a.add_argument('--max-step-ms', type=float, help='skip kernels estimated slower than this per step (CPU)')
+    a.add_argument('--max-memory-mb', type=float, help='skip kernels estimated to need more memory')
+    a.add_argument('--quick', action='store_true', help='a small grid, about a minute on a CPU'); a.add_argument('--device')
+    a.add_argument('--threads', type=int, default=1); a.add_argument('--clock', default='auto', choices=('auto', 'cpu', 'wall'))
+    a.add_argument('--strict', action='store_true', help='exit with status 1 when an acceptance check fails')
+    a.add_argument('--in-process', action='store_true', help='measure in this process, not in worker processes')
+    a.set_defaults(func=cmd_bench)
+    p = bench.add_parser('pipeline', help='examples/s and peak memory of tokenisation, graphs, encoder, training step')
+    p.add_argument('--out', help='output folder (default: runs/bench-pipeline-<timestamp>)'); p.add_argument('--n', type=int, default=32)
+    p.add_argument('--data', help='a QAngaroo file, directory or zip (default: synthetic WikiHop-shaped examples)')
+    p.add_argument('--batch-size', type=int, default=8); p.add_argument('--device')
+    p.add_argument('--threads', type=int, default=1); p.add_argument('--name', default='pipeline', help='output file stem')
+    p.add_argument('--wikihop-scale', action='store_true', help='43,738 + 5,129 WikiHop-shaped examples, streamed; '
+                   'per-stage time, examples/s, peak memory and the projected epoch')
+    p.add_argument('--limit', type=int, help='--wikihop-scale: measure the first LIMIT examples, project the rest')
+    p.add_argument('--encode-sample', type=int, help='--wikihop-scale: examples to encode (default: all on CUDA, 16 on CPU)')
+    p.add_argument('--chunk', type=int, default=256, help='--wikihop-scale: examples per streamed chunk')
+    p.add_argument('overrides', nargs='*', help='config overrides (dotted keys)'); _data_options(p)
+    p.set_defaults(func=cmd_bench)
+    en = bench.add_parser('encoder', help='frozen encoding through the kit vs a bare AutoModel forward on the same batches')
+    en.add_argument('--out', help='output folder (default: runs/bench-encoder-<timestamp>)'); en.add_argument('--n', type=int, default=16)
+    en.add_argument('--max-tokens', type=int); en.add_argument('--repeats', type=int, default=3)
+    en.add_argument('--device'); en.add_argument('--threads', type=int, default=1)
+    en.add_argument('--precision', default='auto', choices=('auto', 'bf16', 'fp32'))
+    en.set_defaults(func=cmd_bench)
 
 def _add_viz_bench(sub):
     viz = sub.add_parser('viz', help='attention graphs and information flow of a trained run').add_subparsers(dest='action', required=True)
     s = viz.add_parser('attention', help='attention graph of one example (.html interactive; .png/.svg/.pdf static)')
-    s.add_argument('run_dir'); s.add_argument('--example', required=True, help='example id')
-    s.add_argument('--data', default=None, help="data file (default: the run's dev data)")
-    s.add_argument('--layer', type=int, default=-1); s.add_argument('--head', default='mean', help='an index, mean or max')
+    s.add_argument('run_dir'); s.add_argument('--example', help='example id (see --list)')
+    s.add_argument('--list', action='store_true', help='print the ids of the examples it can draw')
+    s.add_argument('--data', default=None, help="data file, QAngaroo directory or zip (default: the run's dev data)")
+    s.add_argument('--layer', type=int, default=-1, help='layer index from 0; -1: the last')
+    s.add_argument('--head', type=_head, default='mean', help='an index, mean or max')
     s.add_argument('--top-k', type=int, default=3); s.add_argument('--out', default='attention.html')
-    s.add_argument('--cache-dir', default=None)
+    s.add_argument('--cache-dir', default=None); _data_options(s)
     s.set_defaults(func=cmd_viz_attention)
     s = viz.add_parser('flow', help='attention flow by node and edge type, aggregated over a data file')
     s.add_argument('run_dir'); s.add_argument('--data', default=None); s.add_argument('--out', default='flow')
-    s.add_argument('--max-examples', type=int, default=500); s.add_argument('--cache-dir', default=None)
+    s.add_argument('--max-examples', type=int, default=500); s.add_argument('--cache-dir', default=None); _data_options(s)
     s.set_defaults(func=cmd_viz_flow)
-    s = sub.add_parser('bench', help='benchmarks: attention (time/memory/FLOPs vs N and density) | pipeline', add_help=False)
-    s.add_argument('which', choices=['attention', 'pipeline']); s.add_argument('rest', nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_bench)
+    _add_bench(sub)
+
+# %% ../nbs/14_cli.ipynb #72c7eeaf
+CACHE_KINDS = {'tokens': 'tokenisations', 'graphs': 'HDE graphs', 'states': 'encoder token states',
+               'synthetic': 'generated synthetic data'}
+
+def _cache_root(cache_dir=None) -> Path:
+    from hde_kit.text import default_cache_dir
+    return Path(cache_dir or default_cache_dir()).expanduser()
+
+def _tree_size(path: Path) -> tuple:
+    "(files, bytes) under `path`, symlinks not followed."
+    files = size = 0
+    for dirpath, _, names in os.walk(path):
+        for n in names:
+            try: size += os.lstat(os.path.join(dirpath, n)).st_size; files += 1
+            except OSError: pass   # removed meanwhile
+    return files, size
+
+def cache_info(cache_dir=None) -> dict:
+    "What the cache holds: per kind, its entries (one folder per tokenizer / encoder / data set), files and bytes."
+    root = _cache_root(cache_dir)
+    kinds = {}
+    for kind in sorted({*CACHE_KINDS, *(p.name for p in root.iterdir() if p.is_dir())} if root.is_dir() else ()):
+        d = root / kind
+        if not d.is_dir(): continue
+        files, size = _tree_size(d)
+        kinds[kind] = dict(what=CACHE_KINDS.get(kind, 'other'), entries=sum(1 for p in d.iterdir() if p.is_dir()), files=files, bytes=size)
+    return dict(root=str(root), kinds=kinds, bytes=sum(k['bytes'] for k in kinds.values()))
+
+def _being_written(entry: Path) -> bool:
+    "Whether a process holds a writer lock (`*.lock`, flock) in a cache entry."
+    try: import fcntl
+    except ImportError: return False
+    for lock in entry.glob('*.lock'):
+        with open(lock, 'a') as f:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); fcntl.flock(f, fcntl.LOCK_UN)
+            except OSError: return True
+    return False
+
+def clear_cache(kinds=(), cache_dir=None) -> dict:
+    "Delete the cache's entries of `kinds` (all when empty); entries a running process is writing are kept. Returns what happened."
+    import shutil
+    root = _cache_root(cache_dir)
+    unknown = [k for k in kinds if not (root / k).is_dir() and k not in CACHE_KINDS]
+    if unknown: raise UsageError(f"cache clear: unknown kind {unknown}; kinds: {', '.join(CACHE_KINDS)}")
+    if not root.is_dir(): return dict(root=str(root), freed=0, kept=[])
+    freed, kept = 0, []
+    for kind in kinds or [p.name for p in root.iterdir() if p.is_dir()]:
+        if not (root / kind).is_dir(): continue
+        for entry in sorted((root / kind).iterdir()):
+            if entry.is_dir() and _being_written(entry): kept.append(str(entry)); continue
+            freed += _tree_size(entry)[1] if entry.is_dir() else entry.lstat().st_size
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return dict(root=str(root), freed=freed, kept=kept)
+
+def _mb(n: int) -> str: return f"{n / 2**20:,.1f} MB"
+
+def cmd_cache(args) -> int:
+    if args.action == 'info':
+        info = cache_info(args.cache_dir)
+        if args.json: _print_json(info); return 0
+        print(f"cache {info['root']}: {_mb(info['bytes'])}")
+        for kind, k in info['kinds'].items():
+            print(f"  {kind:10} {k['what']:26} {k['entries']:5} entries {k['files']:7} files {_mb(k['bytes']):>12}")
+        return 0
+    res = clear_cache(args.kinds, args.cache_dir)
+    print(f"cache {res['root']}: freed {_mb(res['freed'])}")
+    for entry in res['kept']: print(f"  kept {entry}: a running process is writing it")
+    return 0
+
+def cmd_configs(args) -> int:
+    "The packaged configs: name and the first line of the comment that opens each."
+    from hde_kit.config import packaged_configs
+    for name, path in packaged_configs().items():
+        first = next((l.lstrip('# ').strip() for l in path.read_text(encoding='utf-8').splitlines() if l.startswith('#')), '')
+        print(f"{name:28} {first}")
+    return 0
 
 # %% ../nbs/14_cli.ipynb #a17c0de2
 def cmd_sweep(args) -> int:
@@ -250,17 +442,31 @@ def _at_least(low: int):
     parse.__name__ = f"integer >= {low}"
     return parse
 
+EPILOG = """examples:
+  hde train                                       the main job: synthetic 2-hop data, packaged MiniLM, CPU or GPU
+  hde configs                                     the packaged configs (minilm_wikihop, medhop, ...)
+  hde train minilm_wikihop data.train=qangaroo_v1.1.zip data.dev=qangaroo_v1.1.zip
+  hde train medhop data.train=qangaroo_v1.1.zip data.dev=qangaroo_v1.1.zip gnn.core=rgcn
+  hde eval RUN_DIR --data qangaroo_v1.1.zip --dataset wikihop --split dev
+  hde data stats qangaroo_v1.1.zip --dataset medhop --split train
+
+GNN cores (gnn.core=...): graph_attention (default), gat, gatv2, transformer, sage, rgcn, mlp, mlp_asym, sage_asym.
+QAngaroo (WikiHop, MedHop): download qangaroo_v1.1.zip from http://qangaroo.cs.ucl.ac.uk; every command reads
+the zip as it is (no need to extract it). Caches live in $HDE_CACHE or ~/.cache/hde_kit (hde cache info)."""
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='hde', description='hde_kit: multi-hop QA over heterogeneous document-entity graphs.')
+    p = argparse.ArgumentParser(prog='hde', description='hde_kit: multi-hop QA over heterogeneous document-entity graphs.',
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--version', action='version', version=f'hde_kit {__version__}')
     sub = p.add_subparsers(dest='command', required=True)
 
     data = sub.add_parser('data', help='read, validate, summarise and generate data').add_subparsers(dest='action', required=True)
     s = data.add_parser('stats', help='counts of examples, supports, candidates, tokens, relations')
-    s.add_argument('path'); s.add_argument('--json', action='store_true', help='print JSON')
-    s.set_defaults(func=cmd_data_stats)
+    s.add_argument('path', help='.json / JSON lines / QAngaroo directory / .zip'); s.add_argument('--json', action='store_true', help='print JSON')
+    _data_options(s); s.set_defaults(func=cmd_data_stats)
     s = data.add_parser('validate', help='list every problem as `ID: field: problem`; exit 1 if any')
-    s.add_argument('path'); s.add_argument('--strict', action='store_true', help='stop at the first problem')
-    s.set_defaults(func=cmd_data_validate)
+    s.add_argument('path', help='.json / JSON lines / QAngaroo directory / .zip'); s.add_argument('--strict', action='store_true', help='stop at the first problem')
+    _data_options(s); s.set_defaults(func=cmd_data_validate)
     s = data.add_parser('synth', help='generate synthetic k-hop examples in QAngaroo format')
     s.add_argument('--hops', type=_at_least(1), default=2); s.add_argument('--n', type=_at_least(1), default=2000)
     s.add_argument('--seed', type=int, default=0); s.add_argument('--num-docs', type=_at_least(1), default=None, help='default: hops x candidates + 2')
@@ -272,16 +478,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_ in [('build', cmd_graphs_build, 'tokenise and build graphs into the caches'),
                               ('stats', cmd_graphs_stats, 'nodes and edges by type, density, reachability')]:
         s = graphs.add_parser(name, help=help_)
-        s.add_argument('data'); s.add_argument('config', nargs='*', help='[CONFIG.yaml] [key=value ...]')
+        s.add_argument('data', help='.json / JSON lines / QAngaroo directory / .zip')
+        s.add_argument('config', nargs='*', help='[CONFIG] [key=value ...]; CONFIG: a YAML file or a packaged name (hde configs)')
         s.add_argument('--cache-dir', default=None); s.add_argument('--num-proc', type=int, default=1)
         if name == 'stats': s.add_argument('--json', action='store_true')
+        _data_options(s)
         s.set_defaults(func=func)
 
     for name, func, what in (('train', cmd_train, 'train a model (no arguments: the synthetic 2-hop main job)'),
                              ('pretrain', cmd_pretrain, 'masked-entity pretraining on unlabelled supports (pretrain.source); '
                                                         'then hde train init_from=RUN_DIR')):
-        s = sub.add_parser(name, help=what)
-        s.add_argument('config', nargs='*', help='[CONFIG.yaml] [key=value ...]')
+        s = sub.add_parser(name, help=what, description=what, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        s.add_argument('config', nargs='*', help='[CONFIG] [key=value ...]; CONFIG: a YAML file or a packaged name (hde configs)')
         s.add_argument('--run-dir', default=None, help='default: train.run_dir, else runs/<name>-<timestamp>')
         s.add_argument('--resume', default=None, metavar='RUN_DIR', help='continue RUN_DIR from its latest checkpoint')
         s.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -290,18 +498,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('run_dir', help='a run directory (or one of its checkpoint folders)')
     s.add_argument('--data', required=True, help='QAngaroo .json / JSON lines / directory / .zip')
     s.add_argument('overrides', nargs='*', help='key=value overrides of the stored config (e.g. train.eval_batch_size=8)')
-    s.add_argument('--out', default=None, help='default: RUN_DIR/eval/<data file name>')
+    s.add_argument('--out', default=None, help='default: RUN_DIR/eval/<checkpoint>/<data name>')
     s.add_argument('--checkpoint', default='best', help='best (default), latest, or a folder name such as step-00000120')
     s.add_argument('--cache-dir', default=None)
     s.add_argument('--json', action='store_true', help='print the metrics as JSON')
-    s.add_argument('--quiet', action='store_true')
+    s.add_argument('--quiet', action='store_true'); _data_options(s)
     s.set_defaults(func=cmd_eval)
     _add_viz_bench(sub)
     _add_sweep_report(sub)
+    s = sub.add_parser('configs', help='list the packaged configs (use one by name: hde train minilm_wikihop)')
+    s.set_defaults(func=cmd_configs)
+    cache = sub.add_parser('cache', help='what the per-user cache holds; clear it').add_subparsers(dest='action', required=True)
+    s = cache.add_parser('info', help='size of the cache by kind (tokens, graphs, states, synthetic)')
+    s.add_argument('--json', action='store_true')
+    s = cache.add_parser('clear', help='delete the cache (or only some kinds); entries being written are kept')
+    s.add_argument('kinds', nargs='*', help=f"default: all ({', '.join(CACHE_KINDS)})")
+    for s in cache.choices.values(): s.add_argument('--cache-dir', default=None, help='default: $HDE_CACHE or ~/.cache/hde_kit'); s.set_defaults(func=cmd_cache)
     return p
 
 _USER_ERRORS = ('hde_kit.config.ConfigError', 'hde_kit.data.DataError', 'hde_kit.graph.GraphBuildError',
-                'hde_kit.train.CheckpointError', 'hde_kit.train.TrainingDiverged',
+                'hde_kit.train.CheckpointError', 'hde_kit.train.TrainingDiverged', 'hde_kit.cli.UsageError',
                 'builtins.OSError')   # missing, unreadable or unwritable files, a full disk: the environment, not a bug
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -311,6 +527,16 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def _is_user_error(e: BaseException) -> bool:
     "Bad input (printed as one line), not a bug. By class name: an error path imports nothing (torch stays unloaded)."
     return any(f"{c.__module__}.{c.__qualname__}" in _USER_ERRORS for c in type(e).__mro__)
+
+def _hint(e) -> str:
+    "What to add to a data error about a QAngaroo directory or zip that holds several files."
+    return (" (on the command line: --dataset, --split, --masked)"
+            if getattr(getattr(e, 'problem', None), 'reason', None) == 'ambiguous' else '')
+
+def _hint(e) -> str:
+    "What to add to a data error about a QAngaroo directory or zip that holds several files."
+    return (" (on the command line: --dataset, --split, --masked)"
+            if getattr(getattr(e, 'problem', None), 'reason', None) == 'ambiguous' else '')
 
 def _parse(argv=None):
     "Parse; `key=value` overrides may also follow options (`hde eval RUN --data F gnn.x=1`), which argparse alone refuses."
@@ -331,7 +557,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:   # Ctrl-C: one line and the shell's conventional status, no traceback
         print("hde: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `hde data stats F | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so that the exit's flush does not fail again
+        return 141
     except Exception as e:
         if not _is_user_error(e): raise
-        print(f"hde: error: {e}", file=sys.stderr)
-        return 1
+        print(f"hde: error: {e}{_hint(e)}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+

@@ -14,10 +14,11 @@ from omegaconf import OmegaConf, DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
 # %% auto #0
-__all__ = ['MAX_CONFIG_BYTES', 'MAX_CONFIG_NODES', 'INTERPOLATION_ENV', 'DataConfig', 'TextConfig', 'GraphConfig',
+__all__ = ['QANGAROO_URL', 'MAX_CONFIG_BYTES', 'MAX_CONFIG_NODES', 'INTERPOLATION_ENV', 'DataConfig', 'TextConfig', 'GraphConfig',
            'EncoderConfig', 'EmbedderConfig', 'GNNConfig', 'TrainConfig', 'PretrainConfig', 'BenchConfig', 'HDEConfig',
-           'ConfigError', 'validate_config', 'read_yaml', 'parse_overrides', 'interpolation_allowed', 'load_config',
-           'to_dict', 'save_config', 'config_hash']
+           'ConfigError', 'validate_config', 'config_dir', 'packaged_configs', 'find_config', 'check_data_source',
+           'read_yaml', 'parse_overrides', 'interpolation_allowed', 'load_config', 'to_dict', 'save_config',
+           'config_hash']
 
 # %% ../nbs/00_config.ipynb #16dc2c9a
 @dataclass
@@ -115,6 +116,7 @@ class GNNConfig:
     heads: int = 4
     dropout: float = 0.1
     use_edge_type_embeddings: bool = True
+    full_attention: bool = False      # attend over every node pair of a graph; pairs without an edge get an extra 'unconnected' type
     edge_type_embeddings: str = "kv"  # graph_attention: the type embeddings enter keys and values (kv), keys only (k) or values only (v)
     relational: bool = False
     use_gating: bool = True
@@ -132,6 +134,7 @@ class TrainConfig:
     optimizer: str = "adamw"          # adamw | adam | sgd
     lr: float = 2e-3
     encoder_lr: Optional[float] = None
+    encoder_freeze_epochs: int = 0    # a trained encoder (fine_tune_embedder, scratch, static) stays frozen for the first n epochs
     weight_decay: float = 0.01
     schedule: str = "thesis"          # thesis: the original code's schedule (flat first epoch, then lr_decay_fac per epoch) | cosine | constant
     lr_decay_fac: float = 0.9
@@ -247,7 +250,7 @@ _POSITIVE = ('text.max_length', 'text.num_proc', 'graph.max_nodes', 'graph.max_e
              'train.num_threads')     # the last five may also be null
 _NON_NEGATIVE = ('text.stride', 'encoder.bert_fine_tune_layers', 'embedder.num_coattention_layers', 'train.warmup_steps',
                  'train.num_workers', 'data.n_dev', 'pretrain.dev_sets', 'bench.warmup', 'train.weight_decay',
-                 'train.grad_clip')   # grad_clip 0: no clipping
+                 'train.grad_clip', 'train.encoder_freeze_epochs')   # grad_clip 0: no clipping
 _POSITIVE_FLOAT = ('train.lr', 'train.encoder_lr', 'train.lr_decay_fac', 'train.max_runtime_seconds')
 _FRACTION = ('encoder.dropout', 'gnn.dropout', 'train.momentum')    # in [0, 1)
 _CHOICES = {
@@ -318,6 +321,37 @@ def validate_config(cfg) -> None:
     problems = list(_value_problems(resolved))
     if problems: raise ConfigError('; '.join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ''))
 
+# %% ../nbs/00_config.ipynb #c6f3f4ef
+QANGAROO_URL = 'http://qangaroo.cs.ucl.ac.uk'
+
+def config_dir() -> Path:
+    "Where the packaged configs are: `hde_kit/configs` of an installed wheel, else `configs/` beside the package (a checkout)."
+    import hde_kit   # the package itself (this function also runs in its notebook, where there is no __file__)
+    here = Path(hde_kit.__file__).resolve().parent
+    return next((d for d in (here / 'configs', here.parent / 'configs') if d.is_dir()), here / 'configs')
+
+def packaged_configs() -> dict:
+    "`{name: path}` of the packaged configs."
+    return {p.stem: p for p in sorted(config_dir().glob('*.yaml'))}
+
+def find_config(name) -> Path:
+    """A config file: `name` itself when it exists, else the packaged config of that name (with or without `.yaml`;
+    `configs/NAME.yaml` too, so the examples written for a checkout work from any directory)."""
+    path = Path(name).expanduser()
+    if path.exists() or path.parent not in (Path('.'), Path('configs')): return path
+    found = packaged_configs().get(path.name[:-5] if path.name.endswith('.yaml') else path.name)
+    if found is not None: return found
+    raise ConfigError(f"config file not found: {name} (nor a packaged config of that name; packaged: "
+                      f"{', '.join(packaged_configs()) or 'none'})")
+
+def check_data_source(cfg) -> None:
+    "Refuse a config for a real dataset (`data.dataset: wikihop|medhop`) that names no training file."
+    d = cfg.data
+    if d.train is None and d.dataset in ('wikihop', 'medhop'):
+        raise ConfigError(f"data.dataset={d.dataset} but data.train is not set: download qangaroo_v1.1.zip from {QANGAROO_URL} "
+                          f"and add data.train=qangaroo_v1.1.zip data.dev=qangaroo_v1.1.zip (a path to the zip, its directory "
+                          f"or a .json file); for the synthetic data use data.dataset=synthetic")
+
 # %% ../nbs/00_config.ipynb #06f3cef3
 MAX_CONFIG_BYTES = 1 << 20        # a config file larger than this is refused (configs are a few KB)
 MAX_CONFIG_NODES = 20_000         # values in a config after YAML aliases are expanded ("billion laughs" guard)
@@ -325,7 +359,7 @@ INTERPOLATION_ENV = 'HDE_ALLOW_INTERPOLATION'
 
 def read_yaml(path) -> dict:
     "Read one YAML config file as a dict, resolving its `base:` chain (relative paths, recursive, no cycles)."
-    return _read_yaml(Path(path).resolve(), ())
+    return _read_yaml(find_config(path).resolve(), ())
 
 def _read_text(path: Path, seen: tuple) -> str:
     "The text of a config file: a regular file, at most `MAX_CONFIG_BYTES`, UTF-8."

@@ -19,10 +19,10 @@ from . import text as _text
 from .text import TokenisedExample, get_tokenizer, make_windows
 
 # %% auto #0
-__all__ = ['model_path', 'TokenEncoder', 'window_coverage', 'encode_supports', 'encode_query', 'encode_candidates', 'encode_pair',
-           'encode_subqueries', 'encode_examples', 'encode_example', 'HFEncoder', 'load_glove', 'CharCNN',
-           'StaticEncoder', 'ScratchEncoder', 'make_encoder', 'state_cache_key', 'token_hash', 'StateCache',
-           'CachedStates', 'cached_states']
+__all__ = ['model_path', 'TokenEncoder', 'window_coverage', 'row_batches', 'encode_supports', 'encode_query', 'encode_candidates',
+           'encode_pair', 'encode_subqueries', 'plan_examples', 'encode_examples', 'encode_example', 'HFEncoder',
+           'load_glove', 'CharCNN', 'StaticEncoder', 'ScratchEncoder', 'make_encoder', 'state_cache_key', 'token_hash',
+           'StateCache', 'CachedStates', 'cached_states']
 
 # %% ../nbs/05_encoders.ipynb #a1dbfea4
 def model_path(name: str = 'minilm') -> str:
@@ -84,24 +84,32 @@ def _default_windows(n: int, size: int) -> list[tuple[int, int]]:
     "One window when `n` tokens fit in `size`, else windows of `size` overlapping by a quarter (`text.make_windows`)."
     return make_windows(n, size, size // 4) if n else []
 
-def _encode_rows(encoder: TokenEncoder, rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None,
-                 max_tokens: int = 8192) -> list[Tensor]:
-    "Encode rows of ids (special tokens included) in length-sorted batches of <= `max_tokens` padded tokens, at most 2x padding; states per row."
-    out: list = [None] * len(rows)
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-    dev, i = encoder.device, 0
+def row_batches(rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None, pad_id: int = 0,
+                max_tokens: int = 8192) -> list[tuple[list[int], Tensor, Tensor, Optional[Tensor]]]:
+    """Rows of ids cut into length-sorted batches of <= `max_tokens` padded tokens with at most 2x padding:
+    (row indices, ids, attention mask, token types or None) per batch, on the CPU."""
+    batches, order, i = [], sorted(range(len(rows)), key=lambda i: -len(rows[i])), 0
     while i < len(order):
         L = len(rows[order[i]])
         chunk = [order[i]]; i += 1
         # a new batch when the budget is full or when padding would exceed the row's own tokens (length < L/2)
         while i < len(order) and (len(chunk) + 1) * L <= max_tokens and 2 * len(rows[order[i]]) >= L:
             chunk.append(order[i]); i += 1
-        ids = torch.full((len(chunk), L), encoder.pad_id, dtype=torch.long)
+        ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), L), dtype=torch.long)
         types = torch.zeros((len(chunk), L), dtype=torch.long) if segments is not None else None
         for r, j in enumerate(chunk):
             ids[r, :len(rows[j])] = torch.tensor(rows[j]); mask[r, :len(rows[j])] = 1
             if types is not None and segments[j] is not None: types[r, :len(rows[j])] = torch.tensor(segments[j])
+        batches.append((chunk, ids, mask, types))
+    return batches
+
+def _encode_rows(encoder: TokenEncoder, rows: list[list[int]], segments: Optional[list[Optional[list[int]]]] = None,
+                 max_tokens: int = 8192) -> list[Tensor]:
+    "Encode rows of ids (special tokens included) in the batches of `row_batches`; states per row."
+    out: list = [None] * len(rows)
+    dev = encoder.device
+    for chunk, ids, mask, types in row_batches(rows, segments, encoder.pad_id, max_tokens):
         states = encoder(ids.to(dev), mask.to(dev), None if types is None else types.to(dev))
         for r, j in enumerate(chunk): out[j] = states[r, :len(rows[j])]
     return out
@@ -187,16 +195,20 @@ def encode_subqueries(encoder: TokenEncoder, tok: TokenisedExample, max_tokens: 
     plan = _Plan(encoder); plan.add_pairs('subqueries', tok.query_ids, tok.support_ids)
     return plan.run(max_tokens)['subqueries']
 
-def encode_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False,
-                    max_tokens: int = 8192) -> list[dict]:
-    "All states of several examples in shared length-sorted batches: per example dict(supports, query, candidates[, subqueries])."
+def plan_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False) -> _Plan:
+    "The rows (and segments) `encode_examples` encodes for `toks`: `plan.rows`, `plan.segments`."
     plan = _Plan(encoder)
     for i, tok in enumerate(toks):
         plan.add_sequences((i, 'supports'), tok.support_ids, tok.windows)
         plan.add_sequences((i, 'query'), [tok.query_ids])
         plan.add_sequences((i, 'candidates'), tok.candidate_ids)
         if subqueries: plan.add_pairs((i, 'subqueries'), tok.query_ids, tok.support_ids)
-    states = plan.run(max_tokens)
+    return plan
+
+def encode_examples(encoder: TokenEncoder, toks: list[TokenisedExample], subqueries: bool = False,
+                    max_tokens: int = 8192) -> list[dict]:
+    "All states of several examples in shared length-sorted batches: per example dict(supports, query, candidates[, subqueries])."
+    states = plan_examples(encoder, toks, subqueries).run(max_tokens)
     out = [{} for _ in toks]
     for (i, part), value in states.items(): out[i][part] = value[0] if part == 'query' else value
     return out
@@ -607,9 +619,10 @@ def cached_states(encoder: TokenEncoder, toks: Union[TokenisedExample, list[Toke
     "States per example: dict(supports=[...], query=T, candidates=[...][, subqueries=T]); computed once when `cache` is given."
     single = isinstance(toks, TokenisedExample)
     todo = [toks] if single else list(toks)
-    if cache is None:
+    if cache is None:   # several examples share length-sorted batches, as when filling a cache
         with torch.no_grad() if not encoder.trainable else contextlib.nullcontext():
-            out = [encode_example(encoder, t, subqueries, max_tokens) for t in todo]
+            out = [s for k in range(0, len(todo), examples_per_batch)
+                   for s in encode_examples(encoder, todo[k:k + examples_per_batch], subqueries, max_tokens)]
         return out[0] if single else out
     if encoder.trainable:
         raise ValueError(f"{encoder.name} has trainable parameters: its states change every step and cannot be cached "

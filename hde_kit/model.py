@@ -21,7 +21,8 @@ from .embedder import GraphEmbedder
 from .gnn import GNNStack
 
 # %% auto #0
-__all__ = ['candidate_logits', 'HDEOutput', 'HDEModel', 'Prepared', 'prepare', 'predict', 'self_loops_only']
+__all__ = ['UNCONNECTED', 'candidate_logits', 'HDEOutput', 'unconnected_pairs', 'with_full_attention', 'HDEModel', 'Prepared',
+           'prepare', 'predict', 'self_loops_only']
 
 # %% ../nbs/08_model.ipynb #8c4df60d
 def candidate_logits(node_score: Tensor, batch, mention_agg: str = 'max') -> Tensor:
@@ -49,19 +50,45 @@ class HDEOutput:
     @property
     def probs(self) -> Tensor: return self.logits.softmax(-1)
 
+UNCONNECTED = len(EdgeType)   # the extra edge type of gnn.full_attention: node pairs the graph does not connect
+
+def unconnected_pairs(edge_index: Tensor, ptr: Tensor) -> Tensor:
+    "`[2, P]`: every ordered pair of distinct nodes of the same graph (graph g: nodes ptr[g]..ptr[g+1]) that no edge connects."
+    n = int(ptr[-1])
+    have = torch.zeros(n * n, dtype=torch.bool, device=edge_index.device) if n else None
+    out = []
+    for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist()):
+        idx = torch.arange(a, b, device=edge_index.device)
+        src, dst = idx.repeat_interleave(b - a), idx.repeat(b - a)
+        out.append(torch.stack([src, dst])[:, src != dst])
+    pairs = torch.cat(out, 1) if out else edge_index.new_zeros((2, 0))
+    if not n: return pairs
+    have[edge_index[0] * n + edge_index[1]] = True
+    return pairs[:, ~have[pairs[0] * n + pairs[1]]]
+
+def with_full_attention(batch) -> tuple[Tensor, Tensor]:
+    "The batch's edges plus every unconnected pair of nodes within a graph, typed `UNCONNECTED`."
+    ptr = getattr(batch, 'ptr', None)
+    if ptr is None: ptr = torch.tensor([0, int(batch.num_nodes)], device=batch.edge_index.device)
+    extra = unconnected_pairs(batch.edge_index, ptr)
+    return (torch.cat([batch.edge_index, extra], 1),
+            torch.cat([batch.edge_type, batch.edge_type.new_full((extra.size(1),), UNCONNECTED)]))
+
 class HDEModel(nn.Module):
     "GraphEmbedder + GNN stack + scorer, over a PyG batch and one dict of token states per graph."
     def __init__(self, cfg, token_dim: int):
         super().__init__()
         hidden = cfg.gnn.hidden_size
         self.embedder = GraphEmbedder.from_config(cfg.embedder, token_dim, hidden)
-        self.gnn = GNNStack.from_config(cfg.gnn, num_edge_types=len(EdgeType))
+        self.full_attention = bool(getattr(cfg.gnn, 'full_attention', False))
+        self.gnn = GNNStack.from_config(cfg.gnn, num_edge_types=len(EdgeType) + self.full_attention)
         self.scorer = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.mention_agg = 'mean' if cfg.gnn.use_average_output_agg else 'max'
 
     def forward(self, states: list, batch, return_attention: bool = False) -> HDEOutput:
         x = self.embedder(states, batch)
-        out = self.gnn(x, batch.edge_index, batch.edge_type, batch.node_type, return_attention=return_attention)
+        edge_index, edge_type = with_full_attention(batch) if self.full_attention else (batch.edge_index, batch.edge_type)
+        out = self.gnn(x, edge_index, edge_type, batch.node_type, return_attention=return_attention)
         h, attention = out if return_attention else (out, None)
         logits = candidate_logits(self.scorer(h).squeeze(-1), batch, self.mention_agg)
         y = batch.y.view(-1)

@@ -173,7 +173,10 @@ def pretraining_sets(cfg) -> tuple[list, list]:
         path = Path(p.source)
         if not path.exists(): raise ConfigError(f"pretrain.source={p.source}: no such file or directory")
         if path.is_dir() and any(path.rglob('*.txt')): sets = read_text_sets(path, p.docs_per_set)
-        else: sets = read_examples(path, require_answer=False, limit=n + m).examples
+        else:   # a QAngaroo directory or zip: the config's dataset and masking choose the file, its train split
+            dataset = cfg.data.dataset if cfg.data.dataset in ('wikihop', 'medhop') else None
+            sets = read_examples(path, require_answer=False, limit=n + m, dataset=dataset, masked=bool(cfg.data.masked),
+                                 split='train' if path.is_dir() or path.suffix.lower() == '.zip' else None).examples
         random.Random(p.seed).shuffle(sets)
     return sets[:n], sets[n:n + m]
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch_geometric.data import Batch
 
-from .config import load_config, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
+from .config import load_config, check_data_source, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
 from .data import read_examples, write_examples, printable
 from .synthetic import generate, generate_from_config
 from .text import tokenise_examples, default_cache_dir, usable_cache_dir, anonymise_example
@@ -35,7 +35,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'DistInfo', 'resolve_devic
            'set_rng_state', 'seed_everything', 'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint',
            'read_checkpoint', 'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights',
            'format_init_report', 'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer',
-           'default_run_dir', 'train', 'evaluate_run', 'load_run']
+           'default_run_dir', 'train', 'eval_dir', 'evaluate_run', 'load_run']
 
 # %% ../nbs/09_train.ipynb #18bdd819
 @dataclass
@@ -172,6 +172,7 @@ def _warn_shared_ids(splits: dict):
 def load_splits(cfg, cache_dir=None, progress: bool = False) -> Splits:
     "The train / dev / test examples of a config: its files, or the synthetic world when `data.train` is not set."
     d = cfg.data
+    check_data_source(cfg)   # a wikihop / medhop config without files must not train on synthetic data
     if d.train is None:
         if d.dev is not None or d.test is not None:
             raise ConfigError("data.dev / data.test are set but data.train is not: name the training file too "
@@ -1004,6 +1005,7 @@ class Trainer:
                              'steps_per_epoch': len(self.plan(0)), 'world_size': self.info.world_size,
                              'device': str(self.device)})
         for epoch in range(self.epoch, int(self.tc.epochs)):
+            self._freeze_encoder(epoch)
             t_epoch, remaining = time.time(), sum(len(mb) for step in self.plan(epoch)[self.step_in_epoch:] for mb in step)
             stopped = self._train_epoch(epoch, t0)
             if stopped:
@@ -1019,6 +1021,16 @@ class Trainer:
         self.logger.close()
         return TrainResult(self.run_dir, self.best_eval, self.best, self.history, self.step, self.epoch, stopped, secs,
                            self.init_report)
+
+    def _freeze_encoder(self, epoch: int):
+        "`train.encoder_freeze_epochs`: a trained encoder's parameters take no gradient (so no update) before that epoch."
+        n = int(getattr(self.tc, 'encoder_freeze_epochs', 0) or 0)
+        if not n or self.net.encoder is None: return
+        if self.ddp is not None and not getattr(self.tc, 'find_unused_parameters', False):
+            raise ConfigError("train.encoder_freeze_epochs under DDP needs train.find_unused_parameters=true")
+        if not hasattr(self, '_encoder_params'):   # the parameters the encoder trains at all (e.g. its last layers only)
+            self._encoder_params = [p for p in self.net.encoder.parameters() if p.requires_grad]
+        for p in self._encoder_params: p.requires_grad_(epoch >= n)
 
     def evaluate(self, data: Prepared, examples: Optional[Sequence] = None, unreadable: Optional[dict] = None) -> EvalResult:
         "Evaluate the current weights on a prepared split."
@@ -1173,8 +1185,36 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
             if dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/09_train.ipynb #acd2a822
+def _data_name(source: str) -> str:
+    "A folder name for what was read: the file name without `.json(l)`, with `wikihop-` / `medhop-` for a QAngaroo member."
+    parts = Path(source.replace(':', '/')).parts
+    stem = parts[-1]
+    for ext in ('.jsonl', '.ndjson', '.json'):
+        if stem.endswith(ext): stem = stem[:-len(ext)]; break
+    return f"{parts[-2]}-{stem}" if len(parts) > 1 and parts[-2] in ('wikihop', 'medhop') else stem
+
+def eval_dir(run: Path, checkpoint: Path, source: dict) -> Path:
+    "`RUN/eval/<checkpoint>/<data name>`, or `<data name>-2`, ... when that folder holds the evaluation of another source."
+    base = Path(run) / 'eval' / Path(checkpoint).name / _data_name(source['read'])
+    out, n = base, 1
+    while (out / 'source.json').exists():
+        try: same = json.loads((out / 'source.json').read_text(encoding='utf-8')).get('read') == source['read']
+        except (OSError, ValueError): same = False
+        if same: break
+        n += 1; out = base.with_name(f"{base.name}-{n}")
+    return out
+
+def _unreadable_ids(result: EvalResult, problems) -> EvalResult:
+    "Every record id the reader rejected gets a `None` prediction (it counts as wrong): the predictions name every id."
+    for p in problems:
+        if p.record in ('-', '') or p.record.startswith('#') or p.record in result.predictions: continue
+        result.predictions[p.record] = None
+        result.probabilities[p.record] = {'candidates': None, 'probs': None, 'failed': f"unreadable: {p.field}: {p.message}"}
+    return result
+
 def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=None, progress: bool = True,
-                 overrides: Sequence[str] = ()) -> tuple[EvalResult, Path]:
+                 overrides: Sequence[str] = (), dataset: Optional[str] = None, split: Optional[str] = None,
+                 masked: Optional[bool] = None) -> tuple[EvalResult, Path]:
     "Evaluate a run's checkpoint on a data file; returns the result and the folder the predictions went to."
     path = Path(run_dir)
     ck = read_checkpoint(path if (path / 'state.json').exists() else find_checkpoint(path, which), optimizer=False)
@@ -1185,9 +1225,10 @@ def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=Non
         cfg = OmegaConf.merge(cfg, parse_overrides(overrides))
         validate_config(cfg)
     device = resolve_device(cfg.train.device)
-    dataset = cfg.data.dataset
-    res = read_examples(data, strict=False, dataset=dataset if dataset in ('wikihop', 'medhop') else None,
-                        masked=bool(cfg.data.masked), require_answer=False)
+    dataset = dataset or (cfg.data.dataset if cfg.data.dataset in ('wikihop', 'medhop') else None)
+    res = read_examples(data, strict=False, dataset=dataset, split=split,
+                        masked=bool(cfg.data.masked) if masked is None else masked, require_answer=False,
+                        format=getattr(cfg.data, 'format', 'auto'))
     encoder = make_encoder(cfg.encoder).to(device)
     if not usable_cache_dir(cache_dir): cache_dir = False   # warned: evaluate without caches
     prepared = prepare_split(res.examples, cfg, encoder, cache_dir, progress)   # never the checkpoint's cache_dir: a run folder from elsewhere chooses no paths here
@@ -1195,9 +1236,12 @@ def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=Non
     try: net.load_state_dict(ck.weights)
     except RuntimeError as e: raise CheckpointError(f"{ck.path}: its weights do not fit its own config: {e}") from None
     result = evaluate_net(net, prepared, res.examples, cfg.train, device, unreadable=dict(res.skipped), progress=progress)
+    result = _unreadable_ids(result, res.problems)
+    source = {'read': res.file.replace(str(data), str(Path(data).resolve()), 1), 'checkpoint': str(ck.path.resolve())}
     run = ck.path.parent.parent   # RUN_DIR/checkpoints/step-N
-    out = Path(out_dir) if out_dir is not None else run / 'eval' / Path(str(data)).name.split('.')[0]
+    out = Path(out_dir) if out_dir is not None else eval_dir(run, ck.path, source)
     write_predictions(result, out)
+    _write_json(out / 'source.json', source, indent=1)
     return result, out
 
 # %% ../nbs/09_train.ipynb #cb99051f

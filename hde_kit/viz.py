@@ -24,7 +24,8 @@ __all__ = ['NODE_STYLE', 'GOLD_COLOUR', 'PRED_COLOUR', 'FIGURE_FORMATS', 'node_t
            'collect_flow', 'plot_type_flow', 'plot_edge_flow', 'rollout_from', 'document_rollout',
            'plot_document_rollout', 'type_rollout', 'plot_flow_sankey', 'metric_series', 'plot_training_curves',
            'variant_graph_stats', 'plot_graph_variants', 'accuracy_by_size', 'plot_accuracy_by_size',
-           'encoder_attention', 'plot_encoder_attention', 'load_run_model', 'viz_attention_cli', 'viz_flow_cli']
+           'encoder_attention', 'plot_encoder_attention', 'load_run_model', 'run_examples', 'viz_attention_cli',
+           'viz_flow_cli']
 
 # %% ../nbs/11_viz.ipynb #d4390bef
 NODE_STYLE = {  # node type -> (colour, matplotlib marker, vis-network shape)
@@ -290,14 +291,14 @@ def _caption(view: AttentionView, layer: int, head, top_k, threshold, focus=None
     gold = ex.candidates[view.gold] if view.gold >= 0 else 'unlabelled'
     pred = f", predicted: {ex.candidates[view.predicted]} (p = {view.probs[view.predicted]:.2f})" if view.probs is not None else ''
     L = view.num_layers
-    layer_name = f"layer {layer % L if L else layer} of {L}"
+    layer_name = f"layer {layer % L + 1 if L else layer} of {L}"   # counted from 1: the last of 6 is 6 of 6
     head_name = f"head {head}" if isinstance(head, int) else f"{head} over {view.num_heads} heads"
     filt = ' and '.join(([f"top {top_k} incoming edges per node"] if top_k else []) +
                         ([f"weight >= {threshold:g}"] if threshold is not None else [])) or 'all edges'
     if focus is not None:
         first = max((layer % L if L else 0) - hops + 1, 0)
         filt += (f"; only attention paths into the {focus if isinstance(focus, str) else 'chosen'} node(s) through "
-                 f"layers {first}..{layer % L if L else layer}")
+                 f"layers {first + 1}..{layer % L + 1 if L else layer}")
     return (f"{ex.id}: {_clean(ex.query)} | gold: {_clean(gold)}{_clean(pred)}",
             f"{layer_name}, {head_name}; {filt}; self loops in tooltips")
 
@@ -1044,24 +1045,32 @@ def load_run_model(run_dir, device: str = 'cpu') -> tuple:
     if enc_state: encoder.load_state_dict(enc_state, strict=False)
     return model.to(device).eval(), cfg, encoder
 
-def _read_split_examples(cfg, data_path=None) -> list:
-    "Examples from `data_path`, else the config's dev split, else the config's synthetic dev set."
-    from hde_kit.data import read_examples
-    if data_path is not None: return read_examples(data_path).examples
-    if cfg.data.dev: return read_examples(cfg.data.dev).examples
+def run_examples(cfg, data_path=None, dataset: Optional[str] = None, split: Optional[str] = None,
+                 masked: Optional[bool] = None) -> list:
+    """Examples from `data_path` (a file, or a QAngaroo directory / zip: `dataset`, `split`, `masked` choose the file;
+    by default the run's dataset and masking), else the config's dev split, else the config's synthetic dev set."""
+    from hde_kit.data import read_examples, read_split
+    if data_path is not None:
+        dataset = dataset or (cfg.data.dataset if cfg.data.dataset in ('wikihop', 'medhop') else None)
+        return read_examples(data_path, dataset=dataset, split=split,
+                             masked=bool(cfg.data.masked) if masked is None else masked,
+                             format=getattr(cfg.data, 'format', 'auto')).examples
+    if cfg.data.dev: return read_split(cfg, 'dev').examples   # the run's own dev data: its zip member too
     from hde_kit.synthetic import generate_from_config
     return generate_from_config(cfg.data)[1]
 
 def viz_attention_cli(run_dir, example_id: str, data_path=None, layer: int = -1, head: Union[int, str] = 'mean',
                       out='attention.html', top_k: Optional[int] = 3, threshold: Optional[float] = None,
-                      focus=None, hops: int = 2, cache_dir=None) -> list[Path]:
+                      focus=None, hops: int = 2, cache_dir=None, dataset: Optional[str] = None,
+                      split: Optional[str] = None, masked: Optional[bool] = None) -> list[Path]:
     "`hde viz attention`: the attention graph of one example of a run, as `.html` (interactive) or `.png` / `.svg` / `.pdf`."
     out = Path(out); fmt = out.suffix.lower().lstrip('.')
     if fmt not in ('html',) + FIGURE_FORMATS: raise ValueError(f"{out}: use .html, .png, .svg or .pdf")
     if isinstance(head, str) and head not in ('mean', 'max'): head = int(head)
     model, cfg, encoder = load_run_model(run_dir)
-    examples = [ex for ex in _read_split_examples(cfg, data_path) if ex.id == example_id]
-    if not examples: raise KeyError(f"example {example_id!r} not found in {data_path or cfg.data.dev or 'the synthetic dev set'}")
+    examples = [ex for ex in run_examples(cfg, data_path, dataset, split, masked) if ex.id == example_id]
+    if not examples: raise KeyError(f"example {example_id!r} not found in {data_path or cfg.data.dev or 'the synthetic dev set'}"
+                                    " (hde viz attention RUN --list prints the ids)")
     data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=False)   # the caller's cache, not the run's stored one
     view = attention_view(model, data, example_id, cfg, cache_dir)
     if fmt == 'html': attention_html(view, layer, head, top_k, threshold, out, focus=focus, hops=hops)
@@ -1069,10 +1078,11 @@ def viz_attention_cli(run_dir, example_id: str, data_path=None, layer: int = -1,
     return [out]
 
 def viz_flow_cli(run_dir, data_path=None, out_dir='flow', max_examples: Optional[int] = 500, batch_size: int = 16,
-                 formats: Sequence[str] = ('png',), cache_dir=None, progress: bool = True) -> list[Path]:
+                 formats: Sequence[str] = ('png',), cache_dir=None, progress: bool = True, dataset: Optional[str] = None,
+                 split: Optional[str] = None, masked: Optional[bool] = None) -> list[Path]:
     "`hde viz flow`: type-flow heatmaps, edge-type flow, the layered flow diagram and `flow_stats.json` of a run on a data file."
     model, cfg, encoder = load_run_model(run_dir)
-    examples = _read_split_examples(cfg, data_path)[:max_examples]
+    examples = run_examples(cfg, data_path, dataset, split, masked)[:max_examples]
     data = prepare(examples, cfg, encoder, cache_dir=cache_dir, progress=progress)
     stats = collect_flow(model, data, batch_size, progress=progress)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)

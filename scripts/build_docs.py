@@ -84,7 +84,7 @@ def prepare() -> list[Path]:
     notebooks = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
     for p in notebooks:
         if p.stem == 'index': continue   # the README is generated from it; the site's home page includes the README
-        (SRC / p.name).write_text(json.dumps(process_notebook(p), ensure_ascii=False), encoding='utf-8')
+        (SRC / p.name).write_text(json.dumps(process_notebook(p)), encoding='utf-8')   # ASCII: docutils splits lines at U+2028 and friends
     for md in NBS.glob('*.md'): shutil.copy(md, SRC / md.name)
     (SRC / 'index.md').write_text(index_page(notebooks), encoding='utf-8')
     return notebooks
@@ -92,10 +92,13 @@ def prepare() -> list[Path]:
 def main():
     notebooks = prepare()
     print(f"build_docs: {len(notebooks)} notebooks processed into {SRC.relative_to(ROOT)}/", flush=True)
-    if OUT.exists(): shutil.rmtree(OUT)
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-j', '2', str(SRC), str(OUT)]
+    # myst-nb writes helper files beside the output folder (`jupyter_execute/`): build inside _docs_src, then move
+    html = SRC / '_html'
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-j', '2', str(SRC), str(html)]
     done = subprocess.run(cmd, cwd=ROOT)
     if done.returncode: sys.exit(f"build_docs: sphinx-build failed (exit {done.returncode})")
+    if OUT.exists(): shutil.rmtree(OUT)
+    shutil.move(str(html), str(OUT))
     print(f"build_docs: site written to {OUT.relative_to(ROOT)}/index.html", flush=True)
 
 if __name__ == '__main__': main()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hde_kit import bench
+from hde_kit import bench, cli
 from hde_kit.bench import (KERNELS, analytic_flops, counted_flops, crossover_density, fit_linear, make_step,
                            random_graph, hde_graph, read_csv, write_csv, acceptance_checks, attention_sweep)
 
@@ -138,13 +138,14 @@ def test_acceptance_checks_on_hand_made_rows():
 
 # ------------------------------------------------------------------------------------------------ command line
 
-def test_main_writes_every_file(tmp_path, capsys):
-    rc = bench.main(['attention', '--out', str(tmp_path), '--nodes', '64', '--densities', '0.1', '--hde-graphs',
+def test_cli_writes_every_file(tmp_path, capsys):
+    rc = cli.main(['bench', 'attention', '--out', str(tmp_path), '--nodes', '64', '--densities', '0.1', '--hde-graphs',
                      '--dim', '16', '--repeats', '2', '--budget', '0.01', '--max-repeats', '2', '--in-process',
                      '--kernels', 'hde_sparse', 'hde_sparse_csr', 'hde_dense', 'hde_auto', 'pyg_transformer'])
     assert rc == 0
     out = capsys.readouterr().out
     assert 'acceptance' in out and ('[PASS]' in out or '[FAIL]' in out)
+    assert out.rstrip().splitlines()[-1] == f"results: {tmp_path}"                    # where the results went, said
     names = {p.name for p in tmp_path.iterdir()}
     assert {'attention.csv', 'summary.txt', 'machine.txt', 'run.json', 'time.png', 'crossover.png', 'dispatch.png'} <= names
     assert 'hde.png' not in names                                                       # no HDE batches asked for

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'scripts'))
-from run_notebooks import execute, notebook_flags  # noqa: E402
+from run_notebooks import execute, notebook_flags, skip_reason  # noqa: E402
 
 # A call that draws: the kit's plot_* functions, its HTML pages, a widget's static figure, or showing a page inline.
 DRAWN = {'image/png', 'text/html'}
@@ -46,11 +46,11 @@ def _pages(cell) -> list[str]:
         pages += [html.unescape(m) for m in re.findall(r'srcdoc="(.*?)"', text, re.S)] or ([text] if text else [])
     return pages
 
-def drawing_problems(nb) -> tuple[list[str], int]:
-    "(what is wrong, number of attention graphs checked) for an executed notebook."
+def drawing_problems(nb, ran=lambda cell: cell.execution_count is not None) -> tuple[list[str], int]:
+    "(what is wrong, number of attention graphs checked) for an executed notebook; `ran(cell)`: whether the cell ran."
     problems, graphs = [], 0
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != 'code' or cell.execution_count is None: continue
+        if cell.cell_type != 'code' or not ran(cell): continue
         src = cell.source
         if draws(src) and not (_mimes(cell) & DRAWN):
             problems.append(f"cell {i} draws but shows {sorted(_mimes(cell)) or 'nothing'}: {src.splitlines()[-1][:90]!r}")
@@ -90,3 +90,4 @@ def test_drawing_check_catches_a_figure_printed_as_text():
     problems, graphs = drawing_problems(nb)
     assert graphs == 1 and len(problems) == 2, problems
     assert 'draws but shows' in problems[0] and '2 of its 3 nodes' in problems[1]
+

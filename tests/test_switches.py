@@ -66,7 +66,7 @@ def test_edge_type_embeddings_config_is_checked():
 
 
 @pytest.mark.parametrize('switch', ['graph.use_random_edges=true', 'graph.use_all_sentences=false', 'gnn.edge_type_embeddings=k',
-                                    'gnn.edge_type_embeddings=v'])
+                                    'gnn.edge_type_embeddings=v', 'gnn.full_attention=true'])
 def test_each_switch_trains_end_to_end(switch, tmp_path):
     from hde_kit.train import train
     extra = ['graph.use_sentence_nodes=true'] if 'sentences' in switch else []
@@ -75,3 +75,39 @@ def test_each_switch_trains_end_to_end(switch, tmp_path):
     from hde_kit.train import read_metrics
     losses = [r['loss'] for r in read_metrics(res.run_dir) if r.get('kind') == 'train']
     assert res.dev is not None and res.dev.total == 4 and losses and all(np.isfinite(losses))
+
+
+def test_full_attention_adds_every_unconnected_pair_as_its_own_type():
+    from torch_geometric.data import Batch
+    from hde_kit.model import HDEModel, UNCONNECTED, with_full_attention
+    graphs = [build_graph(t) for t in fake_tokenised(2, num_supports=3, num_candidates=3, mentions_per_support=2, seed=4)]
+    batch = Batch.from_data_list(graphs)
+    ei, et = with_full_attention(batch)
+    n = [g.num_nodes for g in graphs]
+    graph_of = torch.repeat_interleave(torch.arange(2), torch.tensor(n))
+    assert bool((graph_of[ei[0]] == graph_of[ei[1]]).all())                          # never across graphs
+    off_diagonal = ei[0] != ei[1]
+    assert int(off_diagonal.sum()) == sum(k * (k - 1) for k in n)                    # every ordered pair of distinct nodes
+    assert len(set(zip(*ei.tolist()))) == ei.size(1)                                 # each once
+    assert torch.equal(ei[:, :batch.edge_index.size(1)], batch.edge_index)           # the graph's own edges first, as they were
+    assert bool((et[batch.edge_index.size(1):] == UNCONNECTED).all()) and UNCONNECTED == len(EdgeType)
+    cfg = load_config(overrides=['gnn.full_attention=true', 'gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=1'])
+    model = HDEModel(cfg, 8)
+    assert model.gnn.num_edge_types == len(EdgeType) + 1
+
+
+def test_encoder_freeze_epochs_keeps_the_encoder_still_then_trains_it(tmp_path):
+    from hde_kit.train import train, read_checkpoint
+    over = [*TINY, 'encoder.kind=scratch', 'encoder.hidden_size=16', 'encoder.num_layers=1', 'encoder.heads=2',
+            'train.epochs=2', 'train.encoder_freeze_epochs=1', 'train.save_every_steps=1', 'train.keep_last=100',
+            f'train.cache_dir={tmp_path / "cache"}']
+    run = train(load_config(overrides=over), run_dir=tmp_path / 'run', progress=False).run_dir
+    cks = sorted((run / 'checkpoints').glob('step-*'))                              # steps 1..8, 4 per epoch
+    weights = [read_checkpoint(c, optimizer=False).weights for c in cks]
+    enc = lambda w: {k: v for k, v in w.items() if k.startswith('encoder.')}
+    rest = lambda w: {k: v for k, v in w.items() if k.startswith('model.')}
+    assert enc(weights[0]) and len(weights) == 8
+    first, end1, end2 = weights[0], weights[3], weights[7]
+    assert all(torch.equal(first[k], end1[k]) for k in enc(first))                 # epoch 1: the encoder did not move
+    assert not all(torch.equal(first[k], end1[k]) for k in rest(first))            # while the model did
+    assert not all(torch.equal(end1[k], end2[k]) for k in enc(end1))               # epoch 2: the encoder trains

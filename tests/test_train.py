@@ -54,7 +54,9 @@ def test_train_then_eval_cli(tmp_path, env):
     write_examples(generate(10, hops=1, num_candidates=3, seed=99), tmp_path / 'extra.json')
     ev = hde('eval', run, '--data', tmp_path / 'extra.json', '--json', '--quiet', env=env)
     assert ev.returncode == 0, ev.stderr[-3000:]
-    preds = json.loads((run / 'eval' / 'extra' / 'predictions.json').read_text())
+    where = Path(ev.stdout.strip().splitlines()[-1].split(': ', 1)[1])   # "predictions for N examples: PATH"
+    assert where.parent.parent.parent == run / 'eval' and where.parent.name == 'extra'   # RUN/eval/<checkpoint>/extra
+    preds = json.loads(where.read_text())
     assert len(preds) == 10
     # a graph that cannot be built counts as wrong: every graph fails under a node limit of 3
     ev = hde('eval', run, '--data', tmp_path / 'extra.json', 'graph.max_nodes=3', '--out', tmp_path / 'nodes3', '--quiet', env=env)
@@ -152,11 +154,13 @@ def test_wikihop_samples_end_to_end(tmp_path, env, shared_data):
     ev = hde('eval', run, '--data', train_file, '--quiet', env=env, timeout=600)
     assert ev.returncode == 0, ev.stderr[-3000:]
     ids = [r['id'] for r in json.loads(train_file.read_text())]
-    preds = json.loads((run / 'eval' / 'wikihop_train_first22_ml4g' / 'predictions.json').read_text())
+    where = Path(ev.stdout.strip().splitlines()[-1].split(': ', 1)[1]).parent   # RUN/eval/<checkpoint>/<data name>
+    assert where.name == 'wikihop_train_first22_ml4g'
+    preds = json.loads((where / 'predictions.json').read_text())
     assert sorted(preds) == sorted(ids)
     records = {r['id']: r for r in json.loads(train_file.read_text())}
     assert all(preds[i] in records[i]['candidates'] for i in ids)
-    res = json.loads((run / 'eval' / 'wikihop_train_first22_ml4g' / 'eval.json').read_text())
+    res = json.loads((where / 'eval.json').read_text())
     assert res['total'] == 22 and res['built'] + len(res['failed']) == 22
 
 
