@@ -109,7 +109,7 @@ class EmbedderConfig:
 @dataclass
 class GNNConfig:
     "The GNN core and its wrappers."
-    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym
+    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym | sage_core | linear2
     kernel: str = "auto"              # auto | sparse | sparse_csr | dense
     hidden_size: int = 128
     num_layers: int = 6               # message-passing steps: a k-hop chain needs 2k-1 (mention -> mention -> ...)
@@ -260,7 +260,8 @@ _CHOICES = {
     'encoder.precision': ('auto', 'bf16', 'fp32'),
     'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
-    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
+    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym', 'sage_core',
+                 'linear2'),
     'gnn.edge_type_embeddings': ('kv', 'k', 'v'),
     'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense', 'padded'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
