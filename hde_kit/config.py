@@ -109,7 +109,7 @@ class EmbedderConfig:
 @dataclass
 class GNNConfig:
     "The GNN core and its wrappers."
-    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym
+    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym | sage_core | linear2
     kernel: str = "auto"              # auto | sparse | sparse_csr | dense
     hidden_size: int = 128
     num_layers: int = 6               # message-passing steps: a k-hop chain needs 2k-1 (mention -> mention -> ...)
@@ -122,6 +122,9 @@ class GNNConfig:
     use_gating: bool = True
     use_transformer_block: bool = False
     share_weights: bool = False
+    share_core: bool = False          # one core (attention / convolution) for every layer; gates and blocks stay per layer
+    share_gate: bool = False          # one HDE gate for every layer
+    share_block: bool = False         # one transformer block (norms + feed-forward) for every layer
     use_average_output_agg: bool = False
 
 @dataclass
@@ -260,7 +263,8 @@ _CHOICES = {
     'encoder.precision': ('auto', 'bf16', 'fp32'),
     'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
-    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
+    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym', 'sage_core',
+                 'linear2'),
     'gnn.edge_type_embeddings': ('kv', 'k', 'v'),
     'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense', 'padded'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
