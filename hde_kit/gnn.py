@@ -24,7 +24,7 @@ with warnings.catch_warnings():
 __all__ = ['PADDED_FLEX', 'DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments',
            'size_buckets', 'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention',
            'PyGCore', 'MeanMessages', 'SageAsym', 'MeanNeighbours', 'ReluMessages', 'make_layer', 'GNNLayer',
-           'GNNStack']
+           'share_parts', 'GNNStack']
 
 # %% ../nbs/07_gnn.ipynb #2c8b7d6c
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -751,12 +751,25 @@ class GNNLayer(nn.Module):
         return (h, att) if return_attention else h
 
 # %% ../nbs/07_gnn.ipynb #1f72ec37
+_BLOCK_PARTS = ('norm1', 'norm2', 'ffn')
+
+def share_parts(layers, core: bool = False, gate: bool = False, block: bool = False):
+    """Tie parts of every layer to the first layer's: the core, the gate, the transformer block, each on its own
+    (`share_weights` ties all three by running one layer `num_layers` times)."""
+    first = layers[0]
+    for layer in list(layers)[1:]:
+        if core: layer.core = first.core
+        if gate and first.gate is not None: layer.gate = first.gate
+        if block and first.block:
+            for name in _BLOCK_PARTS: setattr(layer, name, getattr(first, name))
+
 class GNNStack(nn.Module):
     "A stack of GNN layers with a common core and wrappers."
     def __init__(self, dim: int, num_layers: int = 3, core: str = 'graph_attention', heads: int = 4,
                  dropout: float = 0.1, num_edge_types: int = 0, use_gating: bool = True,
                  use_transformer_block: bool = False, share_weights: bool = False, relational: bool = False,
-                 kernel: str = 'auto', use_edge_type_embeddings: bool = True, activation: str = 'tanh'):
+                 kernel: str = 'auto', use_edge_type_embeddings: bool = True, activation: str = 'tanh',
+                 share_core: bool = False, share_gate: bool = False, share_block: bool = False):
         super().__init__()
         self.dim, self.num_layers, self.core, self.num_edge_types = dim, num_layers, core, num_edge_types
         self.share_weights = share_weights
@@ -764,13 +777,15 @@ class GNNStack(nn.Module):
             c = make_layer(core, dim, heads, num_edge_types, dropout, relational, kernel, use_edge_type_embeddings)
             return GNNLayer(c, dim, dropout, use_gating, use_transformer_block, activation)
         self.layers = nn.ModuleList([layer() for _ in range(1 if share_weights else num_layers)])
+        share_parts(self.layers, share_core, share_gate, share_block)
 
     @classmethod
     def from_config(cls, gnn_cfg, num_edge_types: int = 0, **overrides) -> 'GNNStack':
         "Build from a `gnn` config section (`hde_kit.config.GNNConfig` or anything with those attributes)."
         defaults = dict(core='graph_attention', kernel='auto', hidden_size=128, num_layers=3, heads=4, dropout=0.1,
                         use_edge_type_embeddings=True, relational=False, use_gating=True,
-                        use_transformer_block=False, share_weights=False)
+                        use_transformer_block=False, share_weights=False, share_core=False, share_gate=False,
+                        share_block=False)
         c = {k: getattr(gnn_cfg, k, v) for k, v in defaults.items()}
         parts = getattr(gnn_cfg, 'edge_type_embeddings', 'kv')   # 'k' / 'v': type embeddings in keys or values only
         if c['use_edge_type_embeddings'] and parts != 'kv': c['use_edge_type_embeddings'] = parts

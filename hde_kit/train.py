@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch_geometric.data import Batch
 
-from .config import load_config, check_data_source, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
+from .config import load_config, check_data_source, file_mode, save_config, to_dict, config_hash, parse_overrides, validate_config, ConfigError
 from .data import read_examples, write_examples, printable
 from .synthetic import generate, generate_from_config
 from .text import tokenise_examples, default_cache_dir, usable_cache_dir, anonymise_example
@@ -589,6 +589,7 @@ def save_checkpoint(directory, name: str, weights: dict, state: dict, optimizer:
         for fname, tensors in files.items():
             # clone: safetensors refuses tensors that share memory
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / fname))
+            os.chmod(tmp / fname, file_mode())   # safetensors writes 0600; a checkpoint is shared like any output
             sums[fname] = _sha256(tmp / fname)
         full = {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, 'files': sums, **state}
         (tmp / 'state.json').write_text(json.dumps(full, default=str), encoding='utf-8')
@@ -1121,6 +1122,11 @@ def default_run_dir(cfg, root='runs') -> Path:
 def _say(info: DistInfo, progress: bool):
     return print if (progress and info.is_main) else (lambda *a, **k: None)
 
+def _drop_empty_run(run_dir):
+    "Remove a run folder that holds nothing but its config.yaml: a command that failed before any work leaves no trace."
+    if run_dir is None or not Path(run_dir).is_dir(): return
+    if [p.name for p in Path(run_dir).iterdir()] == ['config.yaml']: shutil.rmtree(run_dir, ignore_errors=True)
+
 def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool = True, cache_dir=None,
           splits: Optional[Splits] = None) -> TrainResult:
     """Run a whole experiment from a config (default: the synthetic 2-hop main job); see the section above.
@@ -1132,6 +1138,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
     info = init_distributed(tc.device)
     say = _say(info, progress)
     resume = bool(getattr(tc, 'resume', False)) if resume is None else resume
+    created = False   # whether this call made the run folder (removed again if it fails before any work is saved)
     try:
         run_dir = Path(run_dir or tc.run_dir or default_run_dir(cfg)) if info.is_main else None
         problem = (f"{run_dir} already holds checkpoints: resume it (hde train --resume {run_dir}) or choose another "
@@ -1140,6 +1147,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
         run_dir = Path(run_dir)
         if problem: raise ConfigError(problem)
         if info.is_main:
+            created = not run_dir.exists()
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 cfg.train.run_dir = str(run_dir)
@@ -1179,6 +1187,9 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
             result.test = trainer.evaluate_checkpoint(result.best['name'], test_data, splits.test, splits.unreadable.get('test'))
             if info.is_main: write_predictions(result.test, run_dir, '-test')
         return result
+    except BaseException:
+        _drop_empty_run(run_dir if info.is_main and created else None)
+        raise
     finally:
         if info.distributed:
             import torch.distributed as dist

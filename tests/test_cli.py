@@ -138,3 +138,11 @@ def test_cache_info_and_clear_keep_a_cache_being_written(tmp_path):
     assert (tmp_path / 'states' / 'd4' / 'data.bin').exists() and not (tmp_path / 'states' / 'c3').exists()
     held.close()
     assert hde('cache', 'clear', 'nonsense', '--cache-dir', tmp_path).returncode == 2
+
+def test_failed_train_leaves_no_run_folder(tmp_path):
+    "A run that fails before any work (here: no readable training record) leaves no folder holding only config.yaml."
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps([{'id': 'q1', 'query': 'r s', 'supports': [], 'candidates': ['x'], 'answer': 'x'}]))
+    out = hde('train', f'data.train={bad}', '--run-dir', tmp_path / 'run', '--quiet')
+    assert out.returncode == 1 and 'no readable examples' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'run').exists()
