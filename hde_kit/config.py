@@ -116,6 +116,7 @@ class GNNConfig:
     heads: int = 4
     dropout: float = 0.1
     use_edge_type_embeddings: bool = True
+    similar_bidirectional_edge_types: bool = False  # with graph.bidirectional_edge_types: a reverse type's embedding is its forward type's plus one learned direction vector
     full_attention: bool = False      # attend over every node pair of a graph; pairs without an edge get an extra 'unconnected' type
     edge_type_embeddings: str = "kv"  # graph_attention: the type embeddings enter keys and values (kv), keys only (k) or values only (v)
     relational: bool = False

@@ -67,10 +67,10 @@ def test_edge_type_embeddings_config_is_checked():
 
 @pytest.mark.parametrize('switch', ['graph.use_random_edges=true', 'graph.use_all_sentences=false', 'gnn.edge_type_embeddings=k',
                                     'gnn.edge_type_embeddings=v', 'gnn.full_attention=true', 'gnn.core=sage_core',
-                                    'gnn.core=linear2', 'gnn.share_core=true'])
+                                    'gnn.core=linear2', 'gnn.share_core=true', 'gnn.similar_bidirectional_edge_types=true'])
 def test_each_switch_trains_end_to_end(switch, tmp_path):
     from hde_kit.train import train
-    extra = ['graph.use_sentence_nodes=true'] if 'sentences' in switch else []
+    extra = ['graph.use_sentence_nodes=true'] if 'sentences' in switch else ['graph.bidirectional_edge_types=true'] if 'similar' in switch else []
     cfg = load_config(overrides=[*TINY, *extra, switch, f'train.cache_dir={tmp_path / "cache"}'])
     res = train(cfg, run_dir=tmp_path / 'run', progress=False)
     from hde_kit.train import read_metrics
@@ -144,3 +144,23 @@ def test_separate_weight_sharing(part):
     x, ei = torch.randn(5, 16), torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
     tied(x, ei, torch.zeros(5, dtype=torch.long)).sum().backward()
     assert all(p.grad is not None for p in getattr(tied.layers[0], attr).parameters())            # the shared part learns
+
+
+def test_similar_bidirectional_edge_types_tie_each_reverse_type_to_its_forward_type():
+    from hde_kit.gnn import GraphAttention
+    from hde_kit.model import HDEModel
+    cfg = load_config(overrides=['gnn.similar_bidirectional_edge_types=true', 'graph.bidirectional_edge_types=true',
+                                 'gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=1'])
+    model = HDEModel(cfg, 8)
+    att = next(m for m in model.modules() if isinstance(m, GraphAttention))
+    with torch.no_grad():
+        for p in model.parameters(): p.add_(torch.randn_like(p))          # any weights: the tie is structural
+    for table in (att.key_type_emb, att.value_type_emb):
+        for t in EdgeType:
+            if t.is_reverse:
+                gap = table[int(t)] - table[int(t.reverse())]
+                assert torch.allclose(gap, table[int(EdgeType.comention_rev)] - table[int(EdgeType.comention)])   # one shared vector
+        assert not torch.allclose(table[int(EdgeType.comention)], table[int(EdgeType.codocument)])   # forward types free
+    plain = HDEModel(load_config(overrides=['gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=1']), 8)
+    size = lambda m: sum(p.numel() for p in m.parameters())
+    assert size(model) == size(plain) + 2 * 16                             # one direction vector for keys, one for values
