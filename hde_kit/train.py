@@ -115,6 +115,8 @@ def hop_mixture(n: int, hops: int) -> list[int]:
     "How many training examples of 1, 2, ..., `hops` hops make `n`: equal parts, the remainder to the deepest."
     return [n // hops + (1 if h >= hops - n % hops else 0) for h in range(hops)]
 
+def _file_sha256(path: Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[list, list]:
     "Train and dev examples of the synthetic world the `data` section describes, generated once and cached as JSON."
     key = config_hash({k: getattr(data_cfg, k, None) for k in _SYNTH_FIELDS})
@@ -122,7 +124,7 @@ def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[
     files, sums = (where / 'train.json', where / 'dev.json'), where / 'sha256.json'
     if cache_dir is not False and all(f.exists() for f in files):
         try:
-            if json.loads(sums.read_text(encoding='utf-8')) != [_sha256(f) for f in files]:
+            if json.loads(sums.read_text(encoding='utf-8')) != [_file_sha256(f) for f in files]:
                 raise ValueError("a file does not match the checksum written with it (replaced or damaged)")
             splits = [read_examples(f, strict=True).examples for f in files]
             if [len(s) for s in splits] == [data_cfg.n_train, data_cfg.n_dev]: return splits[0], splits[1]
@@ -138,7 +140,7 @@ def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[
     if cache_dir is False: return train, dev
     try:
         for f, exs in zip(files, (train, dev)): write_examples(exs, f)   # atomic writes
-        _write_json(sums, [_sha256(f) for f in files])
+        tmp = sums.with_suffix('.tmp'); tmp.write_text(json.dumps([_file_sha256(f) for f in files])); os.replace(tmp, sums)
     except OSError as e:   # a read-only or full cache: the data is in memory, only the next run regenerates it
         warnings.warn(f"synthetic data cache {where} cannot be written ({e.strerror or e}); continuing without caching it")
     return train, dev
