@@ -1223,6 +1223,14 @@ def eval_dir(run: Path, checkpoint: Path, source: dict) -> Path:
         n += 1; out = base.with_name(f"{base.name}-{n}")
     return out
 
+def _warn_replacing(out: Path, source: dict):
+    "Say so when `out` (an `out_dir` the caller chose) holds the evaluation of other data or another checkpoint."
+    try: before = json.loads((out / 'source.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return
+    if before != source:
+        warnings.warn(f"{out} held the evaluation of {before.get('read')} ({before.get('checkpoint')}); replacing it with "
+                      f"{source['read']} ({source['checkpoint']})")
+
 def _unreadable_ids(result: EvalResult, problems) -> EvalResult:
     "Every record id the reader rejected gets a `None` prediction (it counts as wrong): the predictions name every id."
     for p in problems:
@@ -1259,6 +1267,7 @@ def evaluate_run(run_dir, data, out_dir=None, which: str = 'best', cache_dir=Non
     source = {'read': res.file.replace(str(data), str(Path(data).resolve()), 1), 'checkpoint': str(ck.path.resolve())}
     run = ck.path.parent.parent   # RUN_DIR/checkpoints/step-N
     out = Path(out_dir) if out_dir is not None else eval_dir(run, ck.path, source)
+    _warn_replacing(out, source)
     write_predictions(result, out)
     _write_json(out / 'source.json', source, indent=1)
     return result, out

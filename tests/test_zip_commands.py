@@ -66,6 +66,11 @@ def test_eval_predictions_name_every_id(run, env, tmp_path, shared_data):
     where = Path(again.stdout.strip().splitlines()[-1].split(': ', 1)[1]).parent
     assert again.returncode == 0 and where.name == 'dev-2', again.stdout + again.stderr[-2000:]
     assert len(json.loads((where.parent / 'dev' / 'predictions.json').read_text())) == len(records) + 1
+    # an --out folder the user names: replacing another evaluation there is said, in one line
+    for f in (tmp_path / 'dev.json', tmp_path / 'other' / 'dev.json'):
+        out = hde('eval', run, '--data', f, '--out', tmp_path / 'mine', '--quiet', env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert 'replacing it with' in out.stderr and 'Traceback' not in out.stderr
 
 
 def test_viz_reads_the_zip(run, qangaroo_zip, env, tmp_path, shared_data):
