@@ -23,7 +23,10 @@ setuptools.setup(
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'License :: ' + lic[1], 'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
-    url=cfg['git_url'], project_urls={'Source': cfg['git_url']}, packages=setuptools.find_packages(include=['hde_kit', 'hde_kit.*']),
+    url=cfg['git_url'], project_urls={'Source': cfg['git_url']},
+    # configs/ ships inside the package as hde_kit/configs, so an installed kit finds them by name from any directory
+    packages=setuptools.find_packages(include=['hde_kit', 'hde_kit.*']) + ['hde_kit.configs'],
+    package_dir={'hde_kit.configs': 'configs'}, package_data={'hde_kit.configs': ['*.yaml']}, license_files=['LICENSE'],
     include_package_data=True, install_requires=requirements, extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python, long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown', zip_safe=False,

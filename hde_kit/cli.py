@@ -432,6 +432,16 @@ def _add_sweep_report(sub):
     s.set_defaults(func=cmd_report)
 
 # %% ../nbs/14_cli.ipynb #28d24256
+def _at_least(low: int):
+    "An argparse type: an integer >= low (a bad value is a one-line usage error, not a traceback)."
+    def parse(text: str) -> int:
+        try: value = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low: raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
 EPILOG = """examples:
   hde train                                       the main job: synthetic 2-hop data, packaged MiniLM, CPU or GPU
   hde configs                                     the packaged configs (minilm_wikihop, medhop, ...)
@@ -440,7 +450,8 @@ EPILOG = """examples:
   hde eval RUN_DIR --data qangaroo_v1.1.zip --dataset wikihop --split dev
   hde data stats qangaroo_v1.1.zip --dataset medhop --split train
 
-GNN cores (gnn.core=...): graph_attention (default), gat, gatv2, transformer, sage, rgcn, mlp, mlp_asym, sage_asym.
+GNN cores (gnn.core=...): graph_attention (default), gat, gatv2, transformer, sage, rgcn, mlp, mlp_asym, sage_asym,
+sage_core, linear2.
 QAngaroo (WikiHop, MedHop): download qangaroo_v1.1.zip from http://qangaroo.cs.ucl.ac.uk; every command reads
 the zip as it is (no need to extract it). Caches live in $HDE_CACHE or ~/.cache/hde_kit (hde cache info)."""
 
@@ -458,9 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('path', help='.json / JSON lines / QAngaroo directory / .zip'); s.add_argument('--strict', action='store_true', help='stop at the first problem')
     _data_options(s); s.set_defaults(func=cmd_data_validate)
     s = data.add_parser('synth', help='generate synthetic k-hop examples in QAngaroo format')
-    s.add_argument('--hops', type=int, default=2); s.add_argument('--n', type=int, default=2000)
-    s.add_argument('--seed', type=int, default=0); s.add_argument('--num-docs', type=int, default=None, help='default: hops x candidates + 2')
-    s.add_argument('--num-candidates', type=int, default=6); s.add_argument('--masked', action='store_true')
+    s.add_argument('--hops', type=_at_least(1), default=2); s.add_argument('--n', type=_at_least(1), default=2000)
+    s.add_argument('--seed', type=int, default=0); s.add_argument('--num-docs', type=_at_least(1), default=None, help='default: hops x candidates + 2')
+    s.add_argument('--num-candidates', type=_at_least(2), default=6); s.add_argument('--masked', action='store_true')
     s.add_argument('--out', required=True, help='.json (QAngaroo list) or .jsonl')
     s.set_defaults(func=cmd_data_synth)
 

@@ -17,8 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 __all__ = ['QANGAROO_URL', 'MAX_CONFIG_BYTES', 'MAX_CONFIG_NODES', 'INTERPOLATION_ENV', 'DataConfig', 'TextConfig', 'GraphConfig',
            'EncoderConfig', 'EmbedderConfig', 'GNNConfig', 'TrainConfig', 'PretrainConfig', 'BenchConfig', 'HDEConfig',
            'ConfigError', 'validate_config', 'config_dir', 'packaged_configs', 'find_config', 'check_data_source',
-           'read_yaml', 'parse_overrides', 'interpolation_allowed', 'load_config', 'to_dict', 'save_config',
-           'config_hash']
+           'read_yaml', 'parse_overrides', 'interpolation_allowed', 'load_config', 'to_dict', 'file_mode',
+           'save_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #16dc2c9a
 @dataclass
@@ -109,19 +109,23 @@ class EmbedderConfig:
 @dataclass
 class GNNConfig:
     "The GNN core and its wrappers."
-    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym
+    core: str = "graph_attention"     # graph_attention | gat | gatv2 | transformer | sage | rgcn | mlp | mlp_asym | sage_asym | sage_core | linear2
     kernel: str = "auto"              # auto | sparse | sparse_csr | dense
     hidden_size: int = 128
     num_layers: int = 6               # message-passing steps: a k-hop chain needs 2k-1 (mention -> mention -> ...)
     heads: int = 4
     dropout: float = 0.1
     use_edge_type_embeddings: bool = True
+    similar_bidirectional_edge_types: bool = False  # with graph.bidirectional_edge_types: a reverse type's embedding is its forward type's plus one learned direction vector
     full_attention: bool = False      # attend over every node pair of a graph; pairs without an edge get an extra 'unconnected' type
     edge_type_embeddings: str = "kv"  # graph_attention: the type embeddings enter keys and values (kv), keys only (k) or values only (v)
     relational: bool = False
     use_gating: bool = True
     use_transformer_block: bool = False
     share_weights: bool = False
+    share_core: bool = False          # one core (attention / convolution) for every layer; gates and blocks stay per layer
+    share_gate: bool = False          # one HDE gate for every layer
+    share_block: bool = False         # one transformer block (norms + feed-forward) for every layer
     use_average_output_agg: bool = False
 
 @dataclass
@@ -260,7 +264,8 @@ _CHOICES = {
     'encoder.precision': ('auto', 'bf16', 'fp32'),
     'encoder.attn_implementation': (None, 'eager', 'sdpa', 'flash_attention_2', 'flex_attention'),
     'embedder.pooling': ('first', 'mean', 'max', 'attentive'),
-    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym'),
+    'gnn.core': ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym', 'sage_core',
+                 'linear2'),
     'gnn.edge_type_embeddings': ('kv', 'k', 'v'),
     'gnn.kernel': ('auto', 'sparse', 'sparse_csr', 'dense', 'padded'),
     'train.optimizer': ('adamw', 'adam', 'sgd'),
@@ -463,11 +468,17 @@ def to_dict(cfg, resolve: bool = True) -> dict:
     "A plain-dict copy of a config or section; `resolve=False` keeps `${...}` interpolations as written (what runs store)."
     return OmegaConf.to_container(cfg, resolve=resolve) if isinstance(cfg, (DictConfig, ListConfig)) else dataclasses.asdict(cfg)
 
+def file_mode() -> int:
+    "The mode `open()` gives a new file (0o666 less the umask); `mkstemp` and safetensors create 0600 files, which atomic writes then keep."
+    mask = os.umask(0); os.umask(mask)
+    return 0o666 & ~mask
+
 def save_config(cfg, path) -> Path:
     "Write the config as YAML, atomically; interpolations are written as such, never their values (no secret reaches a run folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
     with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(OmegaConf.to_yaml(cfg))
+    os.chmod(tmp, file_mode())   # readable as any file the user writes, not 0600
     os.replace(tmp, path)
     return path
 

@@ -164,7 +164,8 @@ def _oddity_problems(record: dict, bad_bytes: bool) -> list[tuple[str, str, str]
     if isinstance(record, _DuplicateKeys):
         out += [(k, 'duplicate_key', f"the record names {_short(k)} twice (JSON keeps only the last)") for k in dict.fromkeys(record.duplicates)]
     for key, value in record.items():
-        found = _oddity(key, bad_bytes) or _oddity(value, bad_bytes)
+        try: found = _oddity(key, bad_bytes) or _oddity(value, bad_bytes)
+        except RecursionError: found = "nested too deeply to check"
         if found: out.append((printable(key, 40), 'not_portable_json', found))
     return out
 
@@ -331,7 +332,7 @@ def _iter_json(opener: Callable, file: str) -> Iterator[Union[RawRecord, Problem
     bad: list[int] = []
     problems: list[Problem] = []
     try:
-        with opener() as fb: data = json.load(io.TextIOWrapper(fb, encoding='utf-8', newline=''), **_JSON_HOOKS)
+        with opener() as fb, io.TextIOWrapper(fb, encoding='utf-8', newline='') as ft: data = json.load(ft, **_JSON_HOOKS)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         # slow path: exact byte offsets, and the complete records before a syntax error
         with opener() as fb: raw = fb.read()
@@ -683,7 +684,10 @@ def example_to_record(ex: Example) -> dict:
 
 def write_examples(examples: Iterable[Union[Example, dict]], path) -> Path:
     "Write Examples (or records) as a QAngaroo JSON list (`.json`) or JSON lines (`.jsonl` / `.ndjson`), atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    if path.exists() and not path.is_file():   # os.replace would swap a device or pipe (/dev/full) for a file
+        raise DataError(Problem(str(path), '-', '(file)', "not a regular file; refusing to replace it", 'not_a_file'))
+    path.parent.mkdir(parents=True, exist_ok=True)
     jsonl = path.suffix.lower() in ('.jsonl', '.ndjson')
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:

@@ -23,7 +23,8 @@ with warnings.catch_warnings():
 # %% auto #0
 __all__ = ['PADDED_FLEX', 'DISPATCH', 'KERNELS', 'PYG_CORES', 'CORES', 'RELATIONAL_CORES', 'EdgeLayout', 'graph_segments',
            'size_buckets', 'padded_pairs', 'padded_layout', 'kernel_costs', 'choose_kernel', 'GraphAttention',
-           'PyGCore', 'MeanMessages', 'SageAsym', 'make_layer', 'GNNLayer', 'GNNStack']
+           'PyGCore', 'MeanMessages', 'SageAsym', 'MeanNeighbours', 'ReluMessages', 'make_layer', 'GNNLayer',
+           'share_parts', 'GNNStack']
 
 # %% ../nbs/07_gnn.ipynb #2c8b7d6c
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -687,8 +688,30 @@ class SageAsym(nn.Module):
         out = self.self_lin(x) + self.neighbours(sums / counts.clamp(min=1).unsqueeze(-1))
         return (out, None) if return_attention else out
 
+# %% ../nbs/07_gnn.ipynb #a17e0702
+class MeanNeighbours(nn.Module):
+    "Core `sage_core`: the mean of the in-neighbours' states, no parameters (0 for a node without in-edges)."
+    def forward(self, x, edge_index, edge_type=None, node_type=None, return_attention=False):
+        sums, counts = _typed_sums(x, edge_index, None, 1)
+        out = sums[:, 0] / counts.clamp(min=1)
+        return (out, None) if return_attention else out
+
+class ReluMessages(nn.Module):
+    "Core `linear2`: the mean over in-edges of ReLU(W x_s + b)."
+    def __init__(self, dim: int):
+        super().__init__()
+        self.message = nn.Linear(dim, dim)
+
+    def forward(self, x, edge_index, edge_type=None, node_type=None, return_attention=False):
+        msg = torch.relu(self.message(x)).index_select(0, edge_index[0])
+        n = x.size(0)
+        sums = x.new_zeros(n, x.size(1)).index_add_(0, edge_index[1], msg)
+        counts = x.new_zeros(n).index_add_(0, edge_index[1], x.new_ones(edge_index.size(1)))
+        out = sums / counts.clamp(min=1).unsqueeze(-1)
+        return (out, None) if return_attention else out
+
 # %% ../nbs/07_gnn.ipynb #de8ad752
-CORES = ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym')
+CORES = ('graph_attention', 'gat', 'gatv2', 'transformer', 'sage', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym', 'sage_core', 'linear2')
 RELATIONAL_CORES = ('graph_attention', 'rgcn', 'mlp', 'mlp_asym', 'sage_asym')
 
 def make_layer(core: str, dim: int, heads: int = 4, num_edge_types: int = 0, dropout: float = 0.0,
@@ -702,6 +725,8 @@ def make_layer(core: str, dim: int, heads: int = 4, num_edge_types: int = 0, dro
                               kernel=kernel, relational=relational)
     if core in ('mlp', 'mlp_asym'): return MeanMessages(dim, num_edge_types, relational, self_transform=core == 'mlp_asym')
     if core == 'sage_asym': return SageAsym(dim, num_edge_types, relational)
+    if core == 'sage_core': return MeanNeighbours()
+    if core == 'linear2': return ReluMessages(dim)
     return PyGCore(core, dim, heads, num_edge_types, dropout, use_edge_type_embeddings)
 
 # %% ../nbs/07_gnn.ipynb #4dd30e92
@@ -736,12 +761,25 @@ class GNNLayer(nn.Module):
         return (h, att) if return_attention else h
 
 # %% ../nbs/07_gnn.ipynb #1f72ec37
+_BLOCK_PARTS = ('norm1', 'norm2', 'ffn')
+
+def share_parts(layers, core: bool = False, gate: bool = False, block: bool = False):
+    """Tie parts of every layer to the first layer's: the core, the gate, the transformer block, each on its own
+    (`share_weights` ties all three by running one layer `num_layers` times)."""
+    first = layers[0]
+    for layer in list(layers)[1:]:
+        if core: layer.core = first.core
+        if gate and first.gate is not None: layer.gate = first.gate
+        if block and first.block:
+            for name in _BLOCK_PARTS: setattr(layer, name, getattr(first, name))
+
 class GNNStack(nn.Module):
     "A stack of GNN layers with a common core and wrappers."
     def __init__(self, dim: int, num_layers: int = 3, core: str = 'graph_attention', heads: int = 4,
                  dropout: float = 0.1, num_edge_types: int = 0, use_gating: bool = True,
                  use_transformer_block: bool = False, share_weights: bool = False, relational: bool = False,
-                 kernel: str = 'auto', use_edge_type_embeddings: bool = True, activation: str = 'tanh'):
+                 kernel: str = 'auto', use_edge_type_embeddings: bool = True, activation: str = 'tanh',
+                 share_core: bool = False, share_gate: bool = False, share_block: bool = False):
         super().__init__()
         self.dim, self.num_layers, self.core, self.num_edge_types = dim, num_layers, core, num_edge_types
         self.share_weights = share_weights
@@ -749,13 +787,15 @@ class GNNStack(nn.Module):
             c = make_layer(core, dim, heads, num_edge_types, dropout, relational, kernel, use_edge_type_embeddings)
             return GNNLayer(c, dim, dropout, use_gating, use_transformer_block, activation)
         self.layers = nn.ModuleList([layer() for _ in range(1 if share_weights else num_layers)])
+        share_parts(self.layers, share_core, share_gate, share_block)
 
     @classmethod
     def from_config(cls, gnn_cfg, num_edge_types: int = 0, **overrides) -> 'GNNStack':
         "Build from a `gnn` config section (`hde_kit.config.GNNConfig` or anything with those attributes)."
         defaults = dict(core='graph_attention', kernel='auto', hidden_size=128, num_layers=3, heads=4, dropout=0.1,
                         use_edge_type_embeddings=True, relational=False, use_gating=True,
-                        use_transformer_block=False, share_weights=False)
+                        use_transformer_block=False, share_weights=False, share_core=False, share_gate=False,
+                        share_block=False)
         c = {k: getattr(gnn_cfg, k, v) for k, v in defaults.items()}
         parts = getattr(gnn_cfg, 'edge_type_embeddings', 'kv')   # 'k' / 'v': type embeddings in keys or values only
         if c['use_edge_type_embeddings'] and parts != 'kv': c['use_edge_type_embeddings'] = parts

@@ -835,6 +835,7 @@ def build_dataset_graphs(examples: Iterable, cfg=None, cache_dir=None, num_proc:
     cache = GraphCache(key, cache_dir, shard_size=shard_size)
     hit = cache.load()
     if hit is not None: return hit
-    toks = text.iter_tokenised(examples, cfg_text, cache_dir, num_proc, progress)
+    # one bar: tokenising streams into graph building in lockstep, and a second, nested bar prints stray cursor moves
+    toks = text.iter_tokenised(examples, cfg_text, cache_dir, num_proc, progress=False)
     return cache.write(iter_graphs(toks, o, progress=progress, total=len(examples)),
                        meta={'graph_options': dataclasses.asdict(o), 'num_examples': len(examples)})

@@ -21,8 +21,8 @@ from .embedder import GraphEmbedder
 from .gnn import GNNStack
 
 # %% auto #0
-__all__ = ['UNCONNECTED', 'candidate_logits', 'HDEOutput', 'unconnected_pairs', 'with_full_attention', 'HDEModel', 'Prepared',
-           'prepare', 'predict', 'self_loops_only']
+__all__ = ['UNCONNECTED', 'candidate_logits', 'HDEOutput', 'unconnected_pairs', 'with_full_attention', 'ReverseAsForwardPlus',
+           'tie_reverse_type_embeddings', 'HDEModel', 'Prepared', 'prepare', 'predict', 'self_loops_only']
 
 # %% ../nbs/08_model.ipynb #8c4df60d
 def candidate_logits(node_score: Tensor, batch, mention_agg: str = 'max') -> Tensor:
@@ -74,6 +74,32 @@ def with_full_attention(batch) -> tuple[Tensor, Tensor]:
     return (torch.cat([batch.edge_index, extra], 1),
             torch.cat([batch.edge_type, batch.edge_type.new_full((extra.size(1),), UNCONNECTED)]))
 
+class ReverseAsForwardPlus(nn.Module):
+    "Parametrisation of a type-embedding table: each reverse type's row is its forward type's row plus one learned vector."
+    def __init__(self, reverse_of: Tensor, dim: int):
+        super().__init__()
+        self.register_buffer('reverse_of', reverse_of, persistent=False)   # type -> its forward type, -1 for forward types
+        self.direction = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, table: Tensor) -> Tensor:
+        rev = self.reverse_of >= 0
+        tied = table[self.reverse_of.clamp(min=0)] + self.direction
+        return torch.where(rev[:, None], tied, table)
+
+def tie_reverse_type_embeddings(gnn: nn.Module, num_types: int = len(EdgeType)):
+    "`gnn.similar_bidirectional_edge_types`: tie every GraphAttention's key / value type embeddings of `x_rev` to `x`'s."
+    from torch.nn.utils import parametrize
+    from hde_kit.gnn import GraphAttention
+    reverse_of = torch.full((num_types,), -1, dtype=torch.long)
+    for t in EdgeType:
+        if t.is_reverse: reverse_of[int(t)] = int(t.reverse())
+    for m in gnn.modules():
+        if not isinstance(m, GraphAttention): continue
+        for name in ('key_type_emb', 'value_type_emb'):
+            table = getattr(m, name)
+            if table is not None and not parametrize.is_parametrized(m, name):
+                parametrize.register_parametrization(m, name, ReverseAsForwardPlus(reverse_of[:table.size(0)], table.size(1)))
+
 class HDEModel(nn.Module):
     "GraphEmbedder + GNN stack + scorer, over a PyG batch and one dict of token states per graph."
     def __init__(self, cfg, token_dim: int):
@@ -82,6 +108,7 @@ class HDEModel(nn.Module):
         self.embedder = GraphEmbedder.from_config(cfg.embedder, token_dim, hidden)
         self.full_attention = bool(getattr(cfg.gnn, 'full_attention', False))
         self.gnn = GNNStack.from_config(cfg.gnn, num_edge_types=len(EdgeType) + self.full_attention)
+        if getattr(cfg.gnn, 'similar_bidirectional_edge_types', False): tie_reverse_type_embeddings(self.gnn, len(EdgeType) + self.full_attention)
         self.scorer = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.mention_agg = 'mean' if cfg.gnn.use_average_output_agg else 'max'
 

@@ -66,10 +66,11 @@ def test_edge_type_embeddings_config_is_checked():
 
 
 @pytest.mark.parametrize('switch', ['graph.use_random_edges=true', 'graph.use_all_sentences=false', 'gnn.edge_type_embeddings=k',
-                                    'gnn.edge_type_embeddings=v', 'gnn.full_attention=true'])
+                                    'gnn.edge_type_embeddings=v', 'gnn.full_attention=true', 'gnn.core=sage_core',
+                                    'gnn.core=linear2', 'gnn.share_core=true', 'gnn.similar_bidirectional_edge_types=true'])
 def test_each_switch_trains_end_to_end(switch, tmp_path):
     from hde_kit.train import train
-    extra = ['graph.use_sentence_nodes=true'] if 'sentences' in switch else []
+    extra = ['graph.use_sentence_nodes=true'] if 'sentences' in switch else ['graph.bidirectional_edge_types=true'] if 'similar' in switch else []
     cfg = load_config(overrides=[*TINY, *extra, switch, f'train.cache_dir={tmp_path / "cache"}'])
     res = train(cfg, run_dir=tmp_path / 'run', progress=False)
     from hde_kit.train import read_metrics
@@ -111,3 +112,55 @@ def test_encoder_freeze_epochs_keeps_the_encoder_still_then_trains_it(tmp_path):
     assert all(torch.equal(first[k], end1[k]) for k in enc(first))                 # epoch 1: the encoder did not move
     assert not all(torch.equal(first[k], end1[k]) for k in rest(first))            # while the model did
     assert not all(torch.equal(end1[k], end2[k]) for k in enc(end1))               # epoch 2: the encoder trains
+
+
+def test_sage_core_and_linear2_cores():
+    from hde_kit.gnn import GNNStack, MeanNeighbours, ReluMessages
+    x = torch.randn(6, 8)
+    ei = torch.tensor([[0, 1, 2, 4, 5], [3, 3, 3, 0, 0]])
+    for core, cls in (('sage_core', MeanNeighbours), ('linear2', ReluMessages)):
+        stack = GNNStack.from_config(load_config(overrides=[f'gnn.core={core}', 'gnn.hidden_size=8', 'gnn.num_layers=2']).gnn,
+                                     num_edge_types=len(EdgeType))
+        assert all(isinstance(l.core, cls) for l in stack.layers)
+    mean = MeanNeighbours()(x, ei)
+    assert torch.allclose(mean[3], x[:3].mean(0)) and torch.allclose(mean[0], x[[4, 5]].mean(0)) and not mean[1].any()
+    lin = ReluMessages(8)
+    assert torch.allclose(lin(x, ei)[3], torch.relu(lin.message(x[:3])).mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize('part', ['core', 'gate', 'block'])
+def test_separate_weight_sharing(part):
+    from hde_kit.gnn import GNNStack
+    over = ['gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=3', 'gnn.use_transformer_block=true']
+    free = GNNStack.from_config(load_config(overrides=over).gnn, num_edge_types=len(EdgeType))
+    tied = GNNStack.from_config(load_config(overrides=[*over, f'gnn.share_{part}=true']).gnn, num_edge_types=len(EdgeType))
+    attr = {'core': 'core', 'gate': 'gate', 'block': 'ffn'}[part]
+    others = [a for a in ('core', 'gate', 'ffn') if a != attr]
+    assert all(getattr(l, attr) is getattr(tied.layers[0], attr) for l in tied.layers)            # tied
+    assert all(getattr(l, a) is not getattr(tied.layers[0], a) for l in tied.layers[1:] for a in others)   # the rest free
+    size = lambda m: sum(p.numel() for p in m.parameters())
+    part_size = sum(size(getattr(free.layers[0], a)) for a in ([attr] if part != 'block' else ['norm1', 'norm2', 'ffn']))
+    assert size(free) - size(tied) == 2 * part_size                                             # two copies fewer
+    x, ei = torch.randn(5, 16), torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    tied(x, ei, torch.zeros(5, dtype=torch.long)).sum().backward()
+    assert all(p.grad is not None for p in getattr(tied.layers[0], attr).parameters())            # the shared part learns
+
+
+def test_similar_bidirectional_edge_types_tie_each_reverse_type_to_its_forward_type():
+    from hde_kit.gnn import GraphAttention
+    from hde_kit.model import HDEModel
+    cfg = load_config(overrides=['gnn.similar_bidirectional_edge_types=true', 'graph.bidirectional_edge_types=true',
+                                 'gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=1'])
+    model = HDEModel(cfg, 8)
+    att = next(m for m in model.modules() if isinstance(m, GraphAttention))
+    with torch.no_grad():
+        for p in model.parameters(): p.add_(torch.randn_like(p))          # any weights: the tie is structural
+    for table in (att.key_type_emb, att.value_type_emb):
+        for t in EdgeType:
+            if t.is_reverse:
+                gap = table[int(t)] - table[int(t.reverse())]
+                assert torch.allclose(gap, table[int(EdgeType.comention_rev)] - table[int(EdgeType.comention)])   # one shared vector
+        assert not torch.allclose(table[int(EdgeType.comention)], table[int(EdgeType.codocument)])   # forward types free
+    plain = HDEModel(load_config(overrides=['gnn.hidden_size=16', 'gnn.heads=2', 'gnn.num_layers=1']), 8)
+    size = lambda m: sum(p.numel() for p in m.parameters())
+    assert size(model) == size(plain) + 2 * 16                             # one direction vector for keys, one for values

@@ -96,3 +96,12 @@ def test_bench_pipeline_reads_the_zip(qangaroo_zip, env, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'wikihop' in (tmp_path / 'b' / 'pipeline.txt').read_text() or 'qangaroo' in (tmp_path / 'b' / 'pipeline.txt').read_text()
     assert out.stdout.rstrip().splitlines()[-1] == f"results: {tmp_path / 'b'}"
+
+
+def test_run_files_have_the_users_mode(run):
+    "config.yaml and checkpoint files get the mode any file the user writes gets (umask), not mkstemp's / safetensors' 0600."
+    mask = os.umask(0); os.umask(mask)
+    want = 0o666 & ~mask
+    files = [run / 'config.yaml', *sorted((run / 'checkpoints').glob('step-*/*'))]
+    assert len(files) >= 3
+    for f in files: assert f.stat().st_mode & 0o777 == want, (f, oct(f.stat().st_mode))
