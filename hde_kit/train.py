@@ -35,7 +35,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'DistInfo', 'resolve_devic
            'set_rng_state', 'seed_everything', 'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint',
            'read_checkpoint', 'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights',
            'format_init_report', 'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer',
-           'default_run_dir', 'train', 'eval_dir', 'evaluate_run', 'load_run']
+           'default_run_dir', 'close_distributed', 'train', 'eval_dir', 'evaluate_run', 'load_run']
 
 # %% ../nbs/09_train.ipynb #18bdd819
 @dataclass
@@ -1124,6 +1124,14 @@ def default_run_dir(cfg, root='runs') -> Path:
 def _say(info: DistInfo, progress: bool):
     return print if (progress and info.is_main) else (lambda *a, **k: None)
 
+def close_distributed(trainer=None):
+    """Free the DDP reducer, then leave the process group. Left to interpreter exit, gloo's teardown joins a thread
+    that waits for the GIL while the reducer is still alive, and a rank can hang after its work is done."""
+    import gc, torch.distributed as dist
+    if trainer is not None: trainer.ddp = None   # the only reference to the DistributedDataParallel wrapper
+    gc.collect()                                  # the reducer goes now, with any cycle that holds it
+    if dist.is_initialized(): dist.destroy_process_group()
+
 def _drop_empty_run(run_dir):
     "Remove a run folder that holds nothing but its config.yaml: a command that failed before any work leaves no trace."
     if run_dir is None or not Path(run_dir).is_dir(): return
@@ -1140,7 +1148,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
     info = init_distributed(tc.device)
     say = _say(info, progress)
     resume = bool(getattr(tc, 'resume', False)) if resume is None else resume
-    created = False   # whether this call made the run folder (removed again if it fails before any work is saved)
+    created, trainer = False, None   # whether this call made the run folder (removed if it fails before any work)
     try:
         run_dir = Path(run_dir or tc.run_dir or default_run_dir(cfg)) if info.is_main else None
         problem = (f"{run_dir} already holds checkpoints: resume it (hde train --resume {run_dir}) or choose another "
@@ -1193,9 +1201,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
         _drop_empty_run(run_dir if info.is_main and created else None)
         raise
     finally:
-        if info.distributed:
-            import torch.distributed as dist
-            if dist.is_initialized(): dist.destroy_process_group()
+        if info.distributed: close_distributed(trainer)
 
 # %% ../nbs/09_train.ipynb #acd2a822
 def _data_name(source: str) -> str:
