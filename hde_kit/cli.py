@@ -450,7 +450,8 @@ EPILOG = """examples:
   hde eval RUN_DIR --data qangaroo_v1.1.zip --dataset wikihop --split dev
   hde data stats qangaroo_v1.1.zip --dataset medhop --split train
 
-GNN cores (gnn.core=...): graph_attention (default), gat, gatv2, transformer, sage, rgcn, mlp, mlp_asym, sage_asym.
+GNN cores (gnn.core=...): graph_attention (default), gat, gatv2, transformer, sage, rgcn, mlp, mlp_asym, sage_asym,
+sage_core, linear2.
 QAngaroo (WikiHop, MedHop): download qangaroo_v1.1.zip from http://qangaroo.cs.ucl.ac.uk; every command reads
 the zip as it is (no need to extract it). Caches live in $HDE_CACHE or ~/.cache/hde_kit (hde cache info)."""
 

@@ -599,13 +599,15 @@ class StateCache:
 class CachedStates(Sequence):
     "A lazy sequence of per-example states served from a StateCache; an entry found corrupt on reading is recomputed."
     def __init__(self, encoder: TokenEncoder, cache: StateCache, toks: list[TokenisedExample], subqueries: bool = False,
-                 max_tokens: int = 8192):
+                 max_tokens: int = 8192, kept: Optional[dict] = None):
         self.encoder, self.cache, self.toks, self.subqueries, self.max_tokens = encoder, cache, toks, subqueries, max_tokens
+        self.kept = kept or {}   # id -> states computed by this process but not cached (the cache has another writer)
         self._writer = os.getpid()   # only the process that filled the cache writes to it; workers just recompute
     def __len__(self): return len(self.toks)
     def __getitem__(self, i):
         if isinstance(i, slice): return [self[j] for j in range(*i.indices(len(self)))]
         tok = self.toks[i]
+        if tok.id in self.kept: return self.kept[tok.id]
         out = self.cache.get(tok, self.subqueries)
         if out is not None: return out
         with torch.no_grad(): out = encode_example(self.encoder, tok, self.subqueries, self.max_tokens)
@@ -615,8 +617,10 @@ class CachedStates(Sequence):
 
 def cached_states(encoder: TokenEncoder, toks: Union[TokenisedExample, list[TokenisedExample]],
                   cache: Optional[StateCache] = None, subqueries: bool = False, progress: bool = True,
-                  max_tokens: int = 8192, examples_per_batch: int = 4):
-    "States per example: dict(supports=[...], query=T, candidates=[...][, subqueries=T]); computed once when `cache` is given."
+                  max_tokens: int = 8192, examples_per_batch: int = 1):
+    """States per example: dict(supports=[...], query=T, candidates=[...][, subqueries=T]); computed once when `cache` is given.
+    `examples_per_batch=1` (the default) encodes each example's windows on their own, so its states never depend on
+    which other examples were missing from the cache when it was computed (bit-identical across caches and processes)."""
     single = isinstance(toks, TokenisedExample)
     todo = [toks] if single else list(toks)
     if cache is None:   # several examples share length-sorted batches, as when filling a cache
@@ -628,14 +632,17 @@ def cached_states(encoder: TokenEncoder, toks: Union[TokenisedExample, list[Toke
         raise ValueError(f"{encoder.name} has trainable parameters: its states change every step and cannot be cached "
                          "(set encoder.cache_states=false, or freeze it)")
     missing = [t for t in todo if not cache.has(t, subqueries)]
+    kept: dict = {}   # states the cache would not take (a second process sharing it), as computed here
     if missing:
         bar = tqdm(total=len(missing), desc=f'encoding token states ({encoder.name})', disable=not progress or len(missing) < 8)
         try:
             with torch.no_grad():
                 for k in range(0, len(missing), examples_per_batch):
                     chunk = missing[k:k + examples_per_batch]
-                    for t, states in zip(chunk, encode_examples(encoder, chunk, subqueries, max_tokens)): cache.put(t, states)
+                    for t, states in zip(chunk, encode_examples(encoder, chunk, subqueries, max_tokens)):
+                        got = cache.put(t, states)
+                        if not cache._writer: kept[t.id] = got   # another process writes the cache: keep ours in memory
                     bar.update(len(chunk))
         finally: cache.flush(); bar.close()
-    if single: return CachedStates(encoder, cache, todo, subqueries, max_tokens)[0]
-    return CachedStates(encoder, cache, todo, subqueries, max_tokens)
+    if single: return CachedStates(encoder, cache, todo, subqueries, max_tokens, kept)[0]
+    return CachedStates(encoder, cache, todo, subqueries, max_tokens, kept)

@@ -35,7 +35,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'DistInfo', 'resolve_devic
            'set_rng_state', 'seed_everything', 'optimizer_tensors', 'optimizer_state', 'save_checkpoint', 'Checkpoint',
            'read_checkpoint', 'list_checkpoints', 'find_checkpoint', 'prune_checkpoints', 'load_init_weights',
            'format_init_report', 'RunLogger', 'read_metrics', 'make_loader', 'evaluate_net', 'TrainResult', 'Trainer',
-           'default_run_dir', 'train', 'eval_dir', 'evaluate_run', 'load_run']
+           'default_run_dir', 'close_distributed', 'train', 'eval_dir', 'evaluate_run', 'load_run']
 
 # %% ../nbs/09_train.ipynb #18bdd819
 @dataclass
@@ -115,6 +115,8 @@ def hop_mixture(n: int, hops: int) -> list[int]:
     "How many training examples of 1, 2, ..., `hops` hops make `n`: equal parts, the remainder to the deepest."
     return [n // hops + (1 if h >= hops - n % hops else 0) for h in range(hops)]
 
+def _file_sha256(path: Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[list, list]:
     "Train and dev examples of the synthetic world the `data` section describes, generated once and cached as JSON."
     key = config_hash({k: getattr(data_cfg, k, None) for k in _SYNTH_FIELDS})
@@ -122,7 +124,7 @@ def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[
     files, sums = (where / 'train.json', where / 'dev.json'), where / 'sha256.json'
     if cache_dir is not False and all(f.exists() for f in files):
         try:
-            if json.loads(sums.read_text(encoding='utf-8')) != [_sha256(f) for f in files]:
+            if json.loads(sums.read_text(encoding='utf-8')) != [_file_sha256(f) for f in files]:
                 raise ValueError("a file does not match the checksum written with it (replaced or damaged)")
             splits = [read_examples(f, strict=True).examples for f in files]
             if [len(s) for s in splits] == [data_cfg.n_train, data_cfg.n_dev]: return splits[0], splits[1]
@@ -138,7 +140,7 @@ def synthetic_splits(data_cfg, cache_dir=None, progress: bool = False) -> tuple[
     if cache_dir is False: return train, dev
     try:
         for f, exs in zip(files, (train, dev)): write_examples(exs, f)   # atomic writes
-        _write_json(sums, [_sha256(f) for f in files])
+        tmp = sums.with_suffix('.tmp'); tmp.write_text(json.dumps([_file_sha256(f) for f in files])); os.replace(tmp, sums)
     except OSError as e:   # a read-only or full cache: the data is in memory, only the next run regenerates it
         warnings.warn(f"synthetic data cache {where} cannot be written ({e.strerror or e}); continuing without caching it")
     return train, dev
@@ -1122,6 +1124,14 @@ def default_run_dir(cfg, root='runs') -> Path:
 def _say(info: DistInfo, progress: bool):
     return print if (progress and info.is_main) else (lambda *a, **k: None)
 
+def close_distributed(trainer=None):
+    """Free the DDP reducer, then leave the process group. Left to interpreter exit, gloo's teardown joins a thread
+    that waits for the GIL while the reducer is still alive, and a rank can hang after its work is done."""
+    import gc, torch.distributed as dist
+    if trainer is not None: trainer.ddp = None   # the only reference to the DistributedDataParallel wrapper
+    gc.collect()                                  # the reducer goes now, with any cycle that holds it
+    if dist.is_initialized(): dist.destroy_process_group()
+
 def _drop_empty_run(run_dir):
     "Remove a run folder that holds nothing but its config.yaml: a command that failed before any work leaves no trace."
     if run_dir is None or not Path(run_dir).is_dir(): return
@@ -1138,7 +1148,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
     info = init_distributed(tc.device)
     say = _say(info, progress)
     resume = bool(getattr(tc, 'resume', False)) if resume is None else resume
-    created = False   # whether this call made the run folder (removed again if it fails before any work is saved)
+    created, trainer = False, None   # whether this call made the run folder (removed if it fails before any work)
     try:
         run_dir = Path(run_dir or tc.run_dir or default_run_dir(cfg)) if info.is_main else None
         problem = (f"{run_dir} already holds checkpoints: resume it (hde train --resume {run_dir}) or choose another "
@@ -1191,9 +1201,7 @@ def train(cfg=None, run_dir=None, resume: Optional[bool] = None, progress: bool 
         _drop_empty_run(run_dir if info.is_main and created else None)
         raise
     finally:
-        if info.distributed:
-            import torch.distributed as dist
-            if dist.is_initialized(): dist.destroy_process_group()
+        if info.distributed: close_distributed(trainer)
 
 # %% ../nbs/09_train.ipynb #acd2a822
 def _data_name(source: str) -> str:

@@ -52,8 +52,9 @@ def module_of(nb: dict):
     return None
 
 def api_cell(module: str) -> dict:
+    # autodoc writes reStructuredText, so the directive sits in an eval-rst block; `set` is matplotlib's generated setter
     text = (f"## API of `hde_kit.{module}`\n\n"
-            f"```{{automodule}} hde_kit.{module}\n:members:\n:undoc-members:\n:show-inheritance:\n```\n")
+            f"```{{eval-rst}}\n.. automodule:: hde_kit.{module}\n   :members:\n   :show-inheritance:\n   :exclude-members: set\n```\n")
     return {'cell_type': 'markdown', 'id': f'api-{module}', 'metadata': {}, 'source': text.splitlines(keepends=True)}
 
 def process_notebook(path: Path) -> dict:

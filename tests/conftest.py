@@ -1,4 +1,4 @@
-import sys
+import os, sys
 from pathlib import Path
 
 import pytest
@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/sync_readme.py
 
 @pytest.fixture(scope='session')
 def shared_data() -> Path:
-    "The real QAngaroo sample records in ../shared/data (not part of the package)."
-    path = ROOT.parent / 'shared' / 'data'
+    "The real QAngaroo sample records in ../shared/data (not part of the package), or where $HDE_SHARED_DATA says (a clean clone elsewhere)."
+    path = Path(os.environ.get('HDE_SHARED_DATA') or ROOT.parent / 'shared' / 'data')
     if not path.exists(): pytest.skip(f"{path} not present: the real QAngaroo samples live beside the repo, not in it")
     return path
 

@@ -63,6 +63,7 @@ NO_TORCH = [  # (argv, exit status): help, usage and config errors answer withou
     (['viz', 'attention', '--help'], 0), (['viz', 'flow', '--help'], 0), (['graphs', 'stats', '--help'], 0),
     (['data', 'validate', '--help'], 0), (['cache', 'clear', '--help'], 0), (['configs'], 0),
     (['train', 'gnn.num_layer=2'], 1),                       # unknown key
+    (['train', 'gnn.core=gatt'], 1),                         # a value outside its choices, before any data is read
     (['train', 'no_such_config'], 1),                        # neither a file nor a packaged config
     (['train', 'minilm_wikihop'], 1),                        # a WikiHop config without data
     (['eval', 'RUN', '--data', 'x.json', 'gnn.nope=1'], 1),  # an eval override checked before the checkpoint is read
@@ -146,3 +147,11 @@ def test_failed_train_leaves_no_run_folder(tmp_path):
     out = hde('train', f'data.train={bad}', '--run-dir', tmp_path / 'run', '--quiet')
     assert out.returncode == 1 and 'no readable examples' in out.stderr and 'Traceback' not in out.stderr
     assert not (tmp_path / 'run').exists()
+
+def test_help_and_readme_name_every_gnn_core():
+    "The cores a user can choose are listed where a newcomer looks: `hde --help` and the README."
+    from hde_kit.gnn import CORES
+    from sync_readme import ROOT
+    listed = hde('--help').stdout.split('GNN cores', 1)[1].split('.\n', 1)[0]
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    for core in CORES: assert core in listed and f"`{core}`" in readme, core

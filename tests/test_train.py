@@ -122,10 +122,15 @@ def test_ddp_two_processes_match_one(tmp_path, env):
     over = [*TINY, 'data.n_train=32', 'train.epochs=2', 'train.batch_size=8', 'gnn.dropout=0.0']
     one = hde('train', *over, '--run-dir', tmp_path / 'one', '--quiet', env=env)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
-                          'train', *over, '--run-dir', str(tmp_path / 'two'), '--quiet'],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    # its own session: on a timeout the launcher and both ranks are killed together (a hung rank never survives the test)
+    two = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
+                            'train', *over, '--run-dir', str(tmp_path / 'two'), '--quiet'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try: _, err = two.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(two.pid, signal.SIGKILL); two.communicate()
+        pytest.fail("the 2-process DDP run did not exit within 300 s (every rank killed)")
+    assert two.returncode == 0, err[-3000:]
     start = [r for r in metrics(tmp_path / 'two') if r['kind'] == 'start'][0]
     assert start['world_size'] == 2
     losses = lambda run: [(r['step'], r['loss'], r['examples']) for r in metrics(run) if r['kind'] == 'train']
