@@ -969,6 +969,14 @@ def format_summary(rows: Sequence[dict], checks: Sequence[dict], info: Optional[
         lines.append(f"device {r0['device']}, d={r0['dim']}, heads={r0['heads']}, threads={r0.get('threads')}, "
                      f"clock: {'process CPU time (one thread)' if r0.get('clock') == 'cpu' else 'wall time' + (', synchronised' if 'cuda' in str(r0['device']) else '')}")
     status = {s: sum(r['status'] == s for r in rows) for s in ('ok', 'skipped', 'failed')}
+    timed = [r for r in rows if _ok(r) is not None and _ok(r, 'time_min_ms') and r.get('time_q3_ms') is not None]
+    if timed:   # how much the repeats of one kernel at one point scatter on this machine, as run
+        spread = sorted(r['time_ms'] / r['time_min_ms'] - 1 for r in timed)
+        iqr = sorted((r['time_q3_ms'] - r['time_q1_ms']) / r['time_ms'] for r in timed)
+        lines.append(f"timing noise over {len(timed)} rows (interleaved rounds; the ratios of the new checks use minimum "
+                     f"times): median / minimum - 1: median {spread[len(spread) // 2]:.1%}, 90th percentile "
+                     f"{spread[int(0.9 * (len(spread) - 1))]:.1%}; interquartile range / median: median "
+                     f"{iqr[len(iqr) // 2]:.1%}, 90th percentile {iqr[int(0.9 * (len(iqr) - 1))]:.1%}")
     lines.append(f"rows: {status['ok']} measured, {status['skipped']} skipped, {status['failed']} failed "
                  f"({len(by_point(rows))} points x {len({r['kernel'] for r in rows})} kernels)")
     lines.append('')
@@ -1357,6 +1365,11 @@ def wikihop_like(n: int, shape: dict, seed: int = 0, start: int = 0) -> Iterable
 
 def _rss_mb() -> float: return _status_kb('VmRSS') / 1024
 
+def _chunk_rss() -> float:
+    "The resident set after a chunk, its garbage collected and glibc's free heap returned: what the run still holds."
+    gc.collect(); _trim()
+    return round(_rss_mb(), 1)
+
 def _stand_in_states(tok, dim: int, subqueries: bool, gen: torch.Generator) -> dict:
     "Random token states with the shapes a state cache returns for `tok` (what training reads; made outside the timing)."
     r = lambda m: torch.randn(m, dim, generator=gen)
@@ -1436,7 +1449,7 @@ def wikihop_scale_bench(data: Optional[str] = None, train: int = WIKIHOP_TRAIN, 
                 opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             if not warm: step(); warm.append(1)        # one-time costs (allocator, oneDNN primitives) are not throughput
             timed('train', step, batch.num_graphs)
-        rss.append(round(_rss_mb(), 1)); bar.update(len(graphs))
+        rss.append(_chunk_rss()); bar.update(len(graphs))
     model.eval()
     for start in range(0, n_dev, chunk):
         graphs, toks = prepare(seed + 1, start, min(chunk, n_dev - start))
@@ -1444,7 +1457,7 @@ def wikihop_scale_bench(data: Optional[str] = None, train: int = WIKIHOP_TRAIN, 
             def evaluate():
                 with torch.no_grad(), autocast_context(device, 'auto'): model(states, batch)
             timed('evaluate', evaluate, batch.num_graphs)
-        rss.append(round(_rss_mb(), 1)); bar.update(len(graphs))
+        rss.append(_chunk_rss()); bar.update(len(graphs))
     bar.close()
     full = {'generate': train + dev, 'tokenise': train + dev, 'graphs': train + dev, 'encode': train + dev,
             'train': train, 'evaluate': dev}
@@ -1478,6 +1491,7 @@ def format_wikihop_scale(res: dict) -> str:
                f"{prep / 60:.1f} min; one training epoch from cached states + evaluation {ep / 60:.1f} min "
                f"(training alone {by['train']['projected_s'] / 60:.1f} min)")
     r = res['rss']
+    out.append(f"resident set after each chunk (MiB): {', '.join(f'{v:.0f}' for v in r)}")
     out.append(f"resident set after each chunk (MiB): first {r[0]:.0f}, max {max(r):.0f}, last {r[-1]:.0f} "
                f"over {len(r)} chunks" + (f"; second half max - first half max: {max(r[len(r) // 2:]) - max(r[:max(1, len(r) // 2)]):+.0f} MiB" if len(r) > 3 else ''))
     return '\n'.join(out) + '\n'

@@ -110,6 +110,12 @@ class EdgeLayout:
             self._cache['dense', relational] = (mask, has_in, simple)
         return self._cache['dense', relational]
 
+    def all_have_in(self, relational: bool = False) -> bool:
+        "Whether every target has an incoming edge (then no output needs zeroing); one host sync per layout."
+        if ('all_in', relational) not in self._cache:
+            self._cache['all_in', relational] = bool(self.dense(relational)[1].all())
+        return self._cache['all_in', relational]
+
     def flat_index(self, relational: bool = False) -> Tensor:
         "Each edge's position in the row-major [N, M] matrix: target * M + key."
         return self.dst * self.num_keys(relational) + self.key(relational)
@@ -227,10 +233,10 @@ def _dense_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop
     "The dense kernel: returns (o [N, H, D], alpha [E, H] in input edge order, or None)."
     mask, has_in, _ = layout.dense(relational)
     n, m, h = mask.size(0), mask.size(1), q.size(1)
-    flat = layout.flat_index(relational)                                       # position of each edge in the [N, M] matrix
     qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)       # [H, N, D], [H, M, D]
     fused = qe is None and ev is None and drop is None and not need_alpha      # SDPA with the boolean mask, nothing else
     neg = None if fused else layout.additive_mask(relational, q.dtype)         # 0 at edges, -inf elsewhere, [N, M]
+    flat = None if fused else layout.flat_index(relational)                    # position of each edge in the [N, M] matrix
     if qe is not None:   # the type-key term q_t . E_K[r] written into the mask at the edges
         typed = _gather_type_scores(qe, layout.dst, layout.edge_type)          # [E, H]
         neg = neg.expand(h, n, m).reshape(h, n * m).index_copy(1, flat, typed.T).view(h, n, m)
@@ -248,7 +254,8 @@ def _dense_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, drop
         if ev is not None:
             a = alpha if drop is None else alpha * drop
             o = o + _type_value_sum(a, layout.dst, layout.edge_type, ev, n)
-    o = o.transpose(0, 1) * has_in.view(-1, 1, 1).to(o.dtype)
+    o = o.transpose(0, 1)
+    if not layout.all_have_in(relational): o = o * has_in.view(-1, 1, 1).to(o.dtype)
     return o, alpha
 
 # %% ../nbs/07_gnn.ipynb #b3f2a9e1
@@ -301,6 +308,8 @@ def _segments(layout: 'EdgeLayout') -> tuple[Tensor, list[int], list[list[int]]]
 
 def padded_pairs(layout: 'EdgeLayout', relational: bool = False) -> Optional[int]:
     "(query, key) pairs the padded kernel computes on `layout` (None for a single graph: that is the dense kernel)."
+    # above 25% density a batch saves at most 4x over the dense kernel: skip the O(E) search for its graphs
+    if 4 * layout.num_edges > layout.num_nodes * layout.num_keys(relational): return None
     _, sizes, groups = _segments(layout)
     if len(sizes) < 2: return None
     r = layout.num_edge_types if relational else 1
@@ -319,6 +328,7 @@ class _Padded:
         kpos = pos[src] * r + (layout.edge_type if relational else 0)
         self.num_graphs, self.sizes, self.r = len(sizes), sizes, r
         self.has_in = torch.zeros(n, dtype=torch.bool, device=dev).index_fill_(0, dst, True)
+        self.all_in = bool(self.has_in.all())                        # then no output needs zeroing
         self.buckets, count = [], 0
         for group in groups:
             g = torch.tensor(group, dtype=torch.long, device=dev)
@@ -423,7 +433,7 @@ def _padded_attention(q, k, v, layout: EdgeLayout, relational: bool, qe, ev, dro
     if ev is not None:
         a = alpha if drop is None else alpha * drop
         o = o + _type_value_sum(a, layout.dst, layout.edge_type, ev, n).transpose(0, 1)
-    return o * pl.has_in.view(-1, 1, 1).to(o.dtype), alpha
+    return (o if pl.all_in else o * pl.has_in.view(-1, 1, 1).to(o.dtype)), alpha
 
 
 # %% ../nbs/07_gnn.ipynb #88b0710e
