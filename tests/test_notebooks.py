@@ -91,3 +91,60 @@ def test_drawing_check_catches_a_figure_printed_as_text():
     assert graphs == 1 and len(problems) == 2, problems
     assert 'draws but shows' in problems[0] and '2 of its 3 nodes' in problems[1]
 
+
+
+# The committed notebooks: each chapter shows its results to a reader who does not run it.
+NOTEBOOKS_BUDGET_MB = 20        # all notebooks together, outputs included (vis-network is embedded once per graph)
+ATTENTION_CHAPTERS = ('08_model', '09_train', '10_pretrain', '11_viz', '13_widgets', '14_cli')
+
+def committed_notebooks() -> dict:
+    import nbformat
+    return {p.stem: nbformat.read(p, as_version=4) for p in sorted((ROOT / 'nbs').glob('*.ipynb'))}
+
+def test_committed_notebooks_show_their_results():
+    flags = notebook_flags()
+    ran = lambda cell: skip_reason(cell.source, flags, set()) is None   # what scripts/run_notebooks.sh runs on a CPU
+    nbs, sizes = committed_notebooks(), {}
+    for name, nb in nbs.items():
+        sizes[name] = (ROOT / 'nbs' / f'{name}.ipynb').stat().st_size
+        if name == 'index': continue
+        code = [c for c in nb.cells if c.cell_type == 'code' and ran(c)]
+        assert any(c.get('outputs') for c in code), f"{name} is committed without outputs: run scripts/run_notebooks.sh {name}"
+        problems, graphs = drawing_problems(nb, ran)
+        assert not problems, f"{name}:\n" + '\n'.join(problems)
+        if name in ATTENTION_CHAPTERS: assert graphs >= 1, f"{name} shows no attention graph of the model it trained"
+    pages = [p for c in nbs['04_graph'].cells if c.cell_type == 'code' for p in _pages(c)]
+    assert any('WH_train_' in p and 'vis.DataSet' in p for p in pages), "04_graph draws no real WikiHop record's graph"
+    total = sum(sizes.values()) / 1e6
+    assert total <= NOTEBOOKS_BUDGET_MB, f"notebooks take {total:.1f} MB, over the {NOTEBOOKS_BUDGET_MB} MB budget: {sizes}"
+
+TEST_CALL = re.compile(r'^(test_\w+|assert_\w+|torch\.testing\.assert_\w+)$')
+
+def _call_name(call: ast.Call) -> str:
+    f, parts = call.func, []
+    while isinstance(f, ast.Attribute): parts.append(f.attr); f = f.value
+    if isinstance(f, ast.Name): parts.append(f.id)
+    return '.'.join(reversed(parts))
+
+def is_test_only(source: str) -> bool:
+    "A cell that only checks (asserts, fastcore/torch test calls, imports of test helpers) and shows nothing to a reader."
+    if source.lstrip().startswith('#|'): return False    # directives decide already (export, hide, slow, ...)
+    try: tree = ast.parse(source)
+    except SyntaxError: return False
+    checks = 0
+    for st in tree.body:
+        if isinstance(st, (ast.Import, ast.ImportFrom)) and 'test' in (getattr(st, 'module', None) or st.names[0].name): continue
+        if isinstance(st, ast.Assert) or (isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and TEST_CALL.match(_call_name(st.value))):
+            checks += 1; continue
+        return False
+    return checks > 0
+
+def test_test_only_cells_are_hidden():
+    "The rendered chapters read as prose and examples: a cell that only tests carries `#| hide`."
+    visible = [f"{name}: {c.source.splitlines()[0][:70]!r}" for name, nb in committed_notebooks().items()
+               for c in nb.cells if c.cell_type == 'code' and is_test_only(c.source)]
+    assert not visible, "test-only cells without #| hide:\n" + '\n'.join(visible)
+
+def test_test_only_classifier():
+    assert is_test_only("from fastcore.test import test_eq\ntest_eq(f(1), 2)\nassert g()")
+    assert not is_test_only("x = f(1)\ntest_eq(x, 2)") and not is_test_only("#| hide\ntest_eq(1, 1)") and not is_test_only("print(1)")
