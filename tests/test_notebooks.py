@@ -22,7 +22,8 @@ def _is_drawing(node, assigned: dict) -> bool:
     if isinstance(node, ast.Call):
         f = node.func
         return bool(DRAWING_NAME.match(f.id if isinstance(f, ast.Name) else getattr(f, 'attr', '')))
-    if isinstance(node, ast.IfExp): return _is_drawing(node.body, assigned) or _is_drawing(node.orelse, assigned)
+    # `fig if data_present else None`: a drawing only when both branches draw (cells that need the real samples)
+    if isinstance(node, ast.IfExp): return _is_drawing(node.body, assigned) and _is_drawing(node.orelse, assigned)
     if isinstance(node, ast.Name): return node.id in assigned and _is_drawing(assigned[node.id], {})
     return False
 
@@ -78,7 +79,7 @@ def test_drawing_check_catches_a_figure_printed_as_text():
     "The check itself: a drawing cell whose only output is the text repr of a figure is reported."
     import nbformat
     nb = nbformat.v4.new_notebook()
-    assert draws('fig = plot_graph_stats(stats)\nfig') and draws('plot_type_flow(flow);') and draws('show_html(page) if ok else None')
+    assert draws('fig = plot_graph_stats(stats)\nfig') and draws('plot_type_flow(flow);') and not draws('show_html(page) if ok else None')
     assert not draws('p = save_figure(plot_attention(view), path)') and not draws('def plot_x():\n    return fig')
     assert not draws("test_fail(lambda: save_figure(plot_attention(view), 'a.jpg'), contains='format')")
     cell = nbformat.v4.new_code_cell('fig = plot_graph_stats(stats)\nfig', execution_count=1)
